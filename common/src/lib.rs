@@ -1,1 +1,19 @@
+//! Tessera's shared core, used by the party and the coordinator.
+//!
+//! Layout:
+//! - [`wire`]: every type that crosses a process boundary, and the bounded frame codec.
+//! - [`protocol`]: sans-IO protocol logic (the handshake decision, fan-out deadlines).
+//! - [`transport`]: the only quinn user: mutual-TLS endpoints, the hello exchange, request streams.
+//! - [`model`]: split-NN math on ndarray (dense layers, Adam, metrics, the score scale).
+//! - [`data`]: loading a party's CSV feature slice keyed by customer id.
+//! - [`config`]: transport settings with documented defaults, reconnect backoff.
+//! - [`shutdown`]: the shutdown signal tasks select against.
+#![warn(missing_docs, unreachable_pub)]
 
+pub mod config;
+pub mod data;
+pub mod model;
+pub mod protocol;
+pub mod shutdown;
+pub mod transport;
+pub mod wire;

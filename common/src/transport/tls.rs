@@ -1,0 +1,155 @@
+//! Loading TLS material from disk and building mutual-TLS rustls configurations for QUIC.
+//!
+//! Both sides verify the other's certificate against the federation CA (TLS 1.3 only, ring
+//! provider). Identity (which party, or the coordinator) is checked on top of that by
+//! [`super::peer_identity`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::TransportError;
+
+/// ALPN protocol id; a peer offering another is refused during the TLS handshake.
+pub const ALPN: &[u8] = b"tessera/1";
+
+/// A holder's certificate chain, private key and the federation CA it trusts.
+#[derive(Debug)]
+pub struct TlsMaterial {
+    /// The holder's certificate chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The holder's private key. Never logged.
+    pub key: PrivateKeyDer<'static>,
+    /// The federation trust anchors.
+    pub roots: Arc<RootCertStore>,
+}
+
+impl Clone for TlsMaterial {
+    fn clone(&self) -> Self {
+        Self {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+            roots: self.roots.clone(),
+        }
+    }
+}
+
+/// Paths of the three PEM files, by default `tls.crt`, `tls.key` and `ca.crt` in one directory
+/// (the layout `tessera-certs issue` writes).
+#[derive(Clone, Debug)]
+pub struct TlsPaths {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// Federation CA certificate(s) (PEM).
+    pub ca: PathBuf,
+}
+
+impl TlsPaths {
+    /// The standard files inside `dir`.
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            cert: dir.join("tls.crt"),
+            key: dir.join("tls.key"),
+            ca: dir.join("ca.crt"),
+        }
+    }
+}
+
+impl TlsMaterial {
+    /// Reads and checks the PEM files.
+    ///
+    /// # Errors
+    /// [`TransportError::Pem`] naming the file that is missing, unreadable or holds no
+    /// certificate/key.
+    pub fn load(paths: &TlsPaths) -> Result<Self, TransportError> {
+        let pem_err = |path: &Path, what: String| TransportError::Pem {
+            path: path.to_path_buf(),
+            what,
+        };
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&paths.cert)
+            .map_err(|e| pem_err(&paths.cert, e.to_string()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| pem_err(&paths.cert, e.to_string()))?;
+        if chain.is_empty() {
+            return Err(pem_err(&paths.cert, "no certificate found".into()));
+        }
+        let key = PrivateKeyDer::from_pem_file(&paths.key)
+            .map_err(|e| pem_err(&paths.key, e.to_string()))?;
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(&paths.ca)
+            .map_err(|e| pem_err(&paths.ca, e.to_string()))?
+        {
+            let cert = cert.map_err(|e| pem_err(&paths.ca, e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| pem_err(&paths.ca, e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(pem_err(&paths.ca, "no CA certificate found".into()));
+        }
+        Ok(Self {
+            chain,
+            key,
+            roots: Arc::new(roots),
+        })
+    }
+
+    /// The leaf certificate (first of the chain).
+    pub fn leaf(&self) -> &CertificateDer<'static> {
+        &self.chain[0]
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Server (coordinator) side: present our chain, require a client certificate from the CA.
+///
+/// # Errors
+/// [`TransportError::Tls`] if the key does not match or the CA cannot build a verifier.
+pub fn server_config(
+    m: &TlsMaterial,
+) -> Result<quinn::crypto::rustls::QuicServerConfig, TransportError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(m.roots.clone(), provider())
+        .build()
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(m.chain.clone(), m.key.clone_key())
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    quinn::crypto::rustls::QuicServerConfig::try_from(cfg)
+        .map_err(|e| TransportError::Tls(e.to_string()))
+}
+
+/// Client (party) side: verify the coordinator against the CA, present our chain.
+///
+/// # Errors
+/// [`TransportError::Tls`] if the key does not match or the CA cannot build a verifier.
+pub fn client_config(
+    m: &TlsMaterial,
+) -> Result<quinn::crypto::rustls::QuicClientConfig, TransportError> {
+    let verifier = WebPkiServerVerifier::builder_with_provider(m.roots.clone(), provider())
+        .build()
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .with_webpki_verifier(verifier)
+        .with_client_auth_cert(m.chain.clone(), m.key.clone_key())
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    cfg.alpn_protocols = vec![ALPN.to_vec()];
+    quinn::crypto::rustls::QuicClientConfig::try_from(cfg)
+        .map_err(|e| TransportError::Tls(e.to_string()))
+}

@@ -1,0 +1,748 @@
+//! Every type that crosses a process boundary, and the bounded frame codec that carries them.
+//!
+//! A frame is `[kind: u8][length: u32 big-endian][payload: bincode 2 (serde)]`. The reader
+//! checks the kind and rejects any length above that kind's maximum **before allocating**,
+//! then decodes the payload and rejects trailing bytes. Nothing here does IO: the transport
+//! feeds bytes in and takes bytes out.
+//!
+//! **Invariant:** no message carries a party's feature values. Parties send embeddings (the
+//! output of their bottom model), labels (label holder only, during training) and customer
+//! ids; the types below have no field that could hold a feature column.
+
+use serde::{Deserialize, Serialize};
+
+pub use tessera_certs::PartyId;
+
+/// Version of the wire protocol. A peer speaking another version is refused at the handshake.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Bytes in a frame header: kind (1) and payload length (4).
+pub const HEADER_LEN: usize = 5;
+
+/// Maximum payload of handshake frames (hello, welcome, reject).
+pub const MAX_CONTROL_PAYLOAD: u32 = 16 * 1024;
+
+/// Longest customer id accepted anywhere (bytes of UTF-8).
+pub const MAX_ID_LEN: usize = 128;
+
+/// Frame kinds. The numeric values are part of the protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// [`Hello`], party → coordinator, first frame on a new connection.
+    Hello = 1,
+    /// [`Welcome`], coordinator → party, accepting the hello.
+    Welcome = 2,
+    /// [`Reject`], coordinator → party, refusing the hello.
+    Reject = 3,
+    /// [`Request`], coordinator → party, on a stream the coordinator opens.
+    Request = 4,
+    /// [`Response`], party → coordinator, on the same stream.
+    Response = 5,
+}
+
+impl Kind {
+    fn from_byte(b: u8) -> Option<Kind> {
+        Some(match b {
+            1 => Kind::Hello,
+            2 => Kind::Welcome,
+            3 => Kind::Reject,
+            4 => Kind::Request,
+            5 => Kind::Response,
+            _ => return None,
+        })
+    }
+}
+
+/// Size limits applied when reading and writing frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameLimits {
+    /// Largest payload of a request or response frame, in bytes.
+    pub max_data_payload: u32,
+}
+
+impl Default for FrameLimits {
+    fn default() -> Self {
+        Self {
+            max_data_payload: 32 * 1024 * 1024,
+        }
+    }
+}
+
+impl FrameLimits {
+    /// The largest payload allowed for a frame of `kind`.
+    pub fn max_payload(&self, kind: Kind) -> u32 {
+        match kind {
+            Kind::Hello | Kind::Welcome | Kind::Reject => MAX_CONTROL_PAYLOAD,
+            Kind::Request | Kind::Response => self.max_data_payload,
+        }
+    }
+}
+
+/// Errors reading or writing frames. A peer that sends a bad frame loses its stream.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    /// The kind byte names no known frame kind.
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    /// The declared payload length exceeds the maximum for this kind.
+    #[error("frame of kind {kind:?} declares {len} bytes, above the limit of {max}")]
+    TooLarge {
+        /// The frame kind.
+        kind: Kind,
+        /// The declared length.
+        len: u64,
+        /// The limit for this kind.
+        max: u32,
+    },
+    /// The payload could not be decoded as the kind's message.
+    #[error("malformed {kind:?} payload: {reason}")]
+    Malformed {
+        /// The frame kind.
+        kind: Kind,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// The payload decoded but bytes were left over.
+    #[error("{kind:?} payload has {extra} trailing bytes")]
+    TrailingBytes {
+        /// The frame kind.
+        kind: Kind,
+        /// How many bytes were left.
+        extra: usize,
+    },
+    /// The stream ended in the middle of a frame.
+    #[error("stream ended mid-frame")]
+    Truncated,
+    /// A message could not be encoded.
+    #[error("cannot encode message: {0}")]
+    Encode(String),
+    /// A frame arrived that is not valid at this point of the protocol.
+    #[error("unexpected frame {0:?}")]
+    Unexpected(Kind),
+}
+
+/// First message of a connection: who the party says it is and which protocol it speaks.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The party's [`PROTOCOL_VERSION`].
+    pub protocol_version: u16,
+    /// The party id it claims; must match the identity in its certificate.
+    pub party_id: PartyId,
+    /// Software version string, for logs.
+    pub software: String,
+}
+
+/// The coordinator's acceptance of a [`Hello`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The coordinator's [`PROTOCOL_VERSION`].
+    pub protocol_version: u16,
+    /// The federation name.
+    pub federation: String,
+}
+
+/// Why the coordinator refused a [`Hello`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectCode {
+    /// The protocol versions differ.
+    VersionMismatch,
+    /// The claimed party id is not the identity in the certificate.
+    IdentityMismatch,
+    /// The party is not in the coordinator's configured federation.
+    UnknownParty,
+}
+
+/// The coordinator's refusal of a [`Hello`], with a human-readable reason.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reject {
+    /// Machine-readable reason.
+    pub code: RejectCode,
+    /// Explanation for the party's operator.
+    pub message: String,
+}
+
+/// A dense row-major matrix of `f32` (embeddings and their gradients).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Matrix {
+    /// Number of rows (one per customer in the batch).
+    pub rows: u32,
+    /// Number of columns (the embedding width).
+    pub cols: u32,
+    /// `rows * cols` values, row-major.
+    pub data: Vec<f32>,
+}
+
+impl Matrix {
+    /// Whether `data` has exactly `rows * cols` values, all finite.
+    pub fn is_well_formed(&self) -> bool {
+        (self.rows as usize).checked_mul(self.cols as usize) == Some(self.data.len())
+            && self.data.iter().all(|v| v.is_finite())
+    }
+}
+
+/// Hyperparameters a party needs to build and train its bottom model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BottomSpec {
+    /// Widths of hidden layers (ReLU).
+    pub hidden: Vec<u32>,
+    /// Width of the embedding the party sends (the cut layer).
+    pub emb_dim: u32,
+    /// Adam learning rate.
+    pub learning_rate: f32,
+    /// Decoupled weight decay (AdamW).
+    pub weight_decay: f32,
+    /// Seed for weight initialisation.
+    pub seed: u64,
+}
+
+/// What a party says about itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PartyInfo {
+    /// The party's id.
+    pub party_id: PartyId,
+    /// Number of feature columns it holds.
+    pub n_features: u32,
+    /// Number of customers it holds.
+    pub n_rows: u64,
+    /// Whether it holds the training label.
+    pub has_labels: bool,
+}
+
+/// A request the coordinator sends to a party, one per stream.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Ask for [`PartyInfo`].
+    Describe,
+    /// Page through the party's customer ids (training alignment, v0: ids are sent in the
+    /// clear to the coordinator; private set intersection replaces this).
+    ListIds {
+        /// Index of the first id.
+        offset: u64,
+        /// Most ids to return.
+        limit: u32,
+    },
+    /// Labels for these ids (label holder only).
+    Labels {
+        /// Customer ids.
+        ids: Vec<String>,
+    },
+    /// Start a training session: fit input standardisation on `fit_ids` and build a fresh
+    /// bottom model.
+    TrainInit {
+        /// Session number; later training requests must carry it.
+        session: u64,
+        /// Model hyperparameters.
+        spec: BottomSpec,
+        /// Training customers (standardisation is fitted on these only).
+        fit_ids: Vec<String>,
+    },
+    /// Embeddings of the session's model for a batch; with `train`, keep what the backward
+    /// pass needs.
+    Forward {
+        /// Training session.
+        session: u64,
+        /// Step number; the matching [`Request::Backward`] carries it too.
+        step: u64,
+        /// Customer ids of the batch.
+        ids: Vec<String>,
+        /// Whether a backward pass follows.
+        train: bool,
+    },
+    /// Gradient of the loss with respect to the embeddings of step `step`.
+    Backward {
+        /// Training session.
+        session: u64,
+        /// Step number of the forward pass.
+        step: u64,
+        /// `batch × emb_dim` gradient.
+        grad: Matrix,
+    },
+    /// Remember the session's current weights as the best so far.
+    Checkpoint {
+        /// Training session.
+        session: u64,
+    },
+    /// Go back to the checkpointed weights.
+    Restore {
+        /// Training session.
+        session: u64,
+    },
+    /// Save the session's current weights as model `model_id` in the party's model directory.
+    Save {
+        /// Training session.
+        session: u64,
+        /// Model id.
+        model_id: String,
+    },
+    /// Load model `model_id` from the party's model directory for scoring.
+    Load {
+        /// Model id.
+        model_id: String,
+    },
+    /// Scoring: embeddings of the loaded model for these customers.
+    Embed {
+        /// Customer ids.
+        ids: Vec<String>,
+    },
+}
+
+/// Stable error codes a party returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The request is malformed or exceeds a limit.
+    BadRequest,
+    /// No such training session, or the step does not match.
+    NoSession,
+    /// No model is loaded, or the requested model does not exist.
+    NoModel,
+    /// This party does not hold labels.
+    NoLabels,
+    /// A training id is unknown to this party.
+    UnknownId,
+    /// Anything else.
+    Internal,
+}
+
+/// A party's answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// Answer to [`Request::Describe`].
+    Info(PartyInfo),
+    /// Answer to [`Request::ListIds`].
+    Ids {
+        /// The page of ids.
+        ids: Vec<String>,
+        /// Total number of ids the party holds.
+        total: u64,
+    },
+    /// Answer to [`Request::Labels`]: 0 or 1 per id, in request order.
+    Labels {
+        /// The labels.
+        labels: Vec<u8>,
+    },
+    /// Answer to [`Request::TrainInit`] and [`Request::Load`].
+    Model {
+        /// Number of input features of the bottom model.
+        n_features: u32,
+        /// Embedding width.
+        emb_dim: u32,
+    },
+    /// Answer to [`Request::Forward`] and [`Request::Embed`]: one row per requested id;
+    /// rows of unknown ids are zeros and flagged in `known`.
+    Embeddings {
+        /// `ids × emb_dim` embeddings.
+        matrix: Matrix,
+        /// Whether the party knows each requested id.
+        known: Vec<bool>,
+    },
+    /// Success with nothing to return.
+    Ack,
+    /// The request failed.
+    Error {
+        /// Stable code.
+        code: ErrorCode,
+        /// Explanation (never contains feature values).
+        message: String,
+    },
+}
+
+/// Any frame's content.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    /// See [`Hello`].
+    Hello(Hello),
+    /// See [`Welcome`].
+    Welcome(Welcome),
+    /// See [`Reject`].
+    Reject(Reject),
+    /// See [`Request`].
+    Request(Request),
+    /// See [`Response`].
+    Response(Response),
+}
+
+impl Message {
+    /// The frame kind that carries this message.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Message::Hello(_) => Kind::Hello,
+            Message::Welcome(_) => Kind::Welcome,
+            Message::Reject(_) => Kind::Reject,
+            Message::Request(_) => Kind::Request,
+            Message::Response(_) => Kind::Response,
+        }
+    }
+}
+
+fn bincode_config() -> impl bincode::config::Config {
+    // The limit stops a declared container length from driving allocation past any frame.
+    bincode::config::standard().with_limit::<{ 64 * 1024 * 1024 }>()
+}
+
+/// Encodes a message as one frame.
+///
+/// # Errors
+/// [`FrameError::TooLarge`] if the payload exceeds the kind's limit (the peer would refuse it);
+/// [`FrameError::Encode`] if serialisation fails.
+pub fn encode(msg: &Message, limits: &FrameLimits) -> Result<Vec<u8>, FrameError> {
+    let cfg = bincode_config();
+    let enc = |r: Result<Vec<u8>, bincode::error::EncodeError>| {
+        r.map_err(|e| FrameError::Encode(e.to_string()))
+    };
+    let payload = match msg {
+        Message::Hello(m) => enc(bincode::serde::encode_to_vec(m, cfg))?,
+        Message::Welcome(m) => enc(bincode::serde::encode_to_vec(m, cfg))?,
+        Message::Reject(m) => enc(bincode::serde::encode_to_vec(m, cfg))?,
+        Message::Request(m) => enc(bincode::serde::encode_to_vec(m, cfg))?,
+        Message::Response(m) => enc(bincode::serde::encode_to_vec(m, cfg))?,
+    };
+    let kind = msg.kind();
+    let max = limits.max_payload(kind);
+    if payload.len() as u64 > u64::from(max) {
+        return Err(FrameError::TooLarge {
+            kind,
+            len: payload.len() as u64,
+            max,
+        });
+    }
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.push(kind as u8);
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// Parses a frame header, checking the kind and the length limit.
+///
+/// # Errors
+/// [`FrameError::UnknownKind`] or [`FrameError::TooLarge`].
+pub fn parse_header(
+    header: [u8; HEADER_LEN],
+    limits: &FrameLimits,
+) -> Result<(Kind, u32), FrameError> {
+    let kind = Kind::from_byte(header[0]).ok_or(FrameError::UnknownKind(header[0]))?;
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+    let max = limits.max_payload(kind);
+    if len > max {
+        return Err(FrameError::TooLarge {
+            kind,
+            len: u64::from(len),
+            max,
+        });
+    }
+    Ok((kind, len))
+}
+
+/// Decodes the payload of a frame whose header has been checked by [`parse_header`].
+///
+/// # Errors
+/// [`FrameError::Malformed`] or [`FrameError::TrailingBytes`].
+pub fn decode_payload(kind: Kind, payload: &[u8]) -> Result<Message, FrameError> {
+    fn dec<T: serde::de::DeserializeOwned>(kind: Kind, payload: &[u8]) -> Result<T, FrameError> {
+        let (value, used): (T, usize) =
+            bincode::serde::decode_from_slice(payload, bincode_config()).map_err(|e| {
+                FrameError::Malformed {
+                    kind,
+                    reason: e.to_string(),
+                }
+            })?;
+        if used != payload.len() {
+            return Err(FrameError::TrailingBytes {
+                kind,
+                extra: payload.len() - used,
+            });
+        }
+        Ok(value)
+    }
+    Ok(match kind {
+        Kind::Hello => Message::Hello(dec(kind, payload)?),
+        Kind::Welcome => Message::Welcome(dec(kind, payload)?),
+        Kind::Reject => Message::Reject(dec(kind, payload)?),
+        Kind::Request => Message::Request(dec(kind, payload)?),
+        Kind::Response => Message::Response(dec(kind, payload)?),
+    })
+}
+
+/// Decodes one frame from the front of `buf`.
+///
+/// # Returns
+/// `Ok(None)` if `buf` does not yet hold a whole frame (read more), otherwise the message and
+/// the number of bytes it used.
+///
+/// # Errors
+/// Any [`FrameError`] from the header or payload.
+pub fn decode(buf: &[u8], limits: &FrameLimits) -> Result<Option<(Message, usize)>, FrameError> {
+    let Some(header) = buf.get(..HEADER_LEN) else {
+        return Ok(None);
+    };
+    let mut h = [0u8; HEADER_LEN];
+    h.copy_from_slice(header);
+    let (kind, len) = parse_header(h, limits)?;
+    let end = HEADER_LEN + len as usize;
+    let Some(payload) = buf.get(HEADER_LEN..end) else {
+        return Ok(None);
+    };
+    Ok(Some((decode_payload(kind, payload)?, end)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn party() -> impl Strategy<Value = PartyId> {
+        "[a-z][a-z0-9-]{0,10}[a-z0-9]".prop_map(|s| PartyId::new(s).unwrap())
+    }
+
+    fn matrix() -> impl Strategy<Value = Matrix> {
+        (0u32..4, 0u32..4).prop_flat_map(|(r, c)| {
+            proptest::collection::vec(-1e6f32..1e6, (r * c) as usize).prop_map(move |data| Matrix {
+                rows: r,
+                cols: c,
+                data,
+            })
+        })
+    }
+
+    fn ids() -> impl Strategy<Value = Vec<String>> {
+        proptest::collection::vec("[A-Za-z0-9_-]{0,20}", 0..8)
+    }
+
+    fn request() -> impl Strategy<Value = Request> {
+        prop_oneof![
+            Just(Request::Describe),
+            (any::<u64>(), any::<u32>())
+                .prop_map(|(offset, limit)| Request::ListIds { offset, limit }),
+            ids().prop_map(|ids| Request::Labels { ids }),
+            (
+                any::<u64>(),
+                proptest::collection::vec(any::<u32>(), 0..3),
+                any::<u32>(),
+                any::<u64>(),
+                ids()
+            )
+                .prop_map(|(session, hidden, emb_dim, seed, fit_ids)| {
+                    Request::TrainInit {
+                        session,
+                        spec: BottomSpec {
+                            hidden,
+                            emb_dim,
+                            learning_rate: 1e-3,
+                            weight_decay: 0.0,
+                            seed,
+                        },
+                        fit_ids,
+                    }
+                }),
+            (any::<u64>(), any::<u64>(), ids(), any::<bool>()).prop_map(
+                |(session, step, ids, train)| Request::Forward {
+                    session,
+                    step,
+                    ids,
+                    train
+                }
+            ),
+            (any::<u64>(), any::<u64>(), matrix()).prop_map(|(session, step, grad)| {
+                Request::Backward {
+                    session,
+                    step,
+                    grad,
+                }
+            }),
+            any::<u64>().prop_map(|session| Request::Checkpoint { session }),
+            any::<u64>().prop_map(|session| Request::Restore { session }),
+            (any::<u64>(), "[a-z0-9-]{0,12}")
+                .prop_map(|(session, model_id)| Request::Save { session, model_id }),
+            "[a-z0-9-]{0,12}".prop_map(|model_id| Request::Load { model_id }),
+            ids().prop_map(|ids| Request::Embed { ids }),
+        ]
+    }
+
+    fn response() -> impl Strategy<Value = Response> {
+        prop_oneof![
+            (party(), any::<u32>(), any::<u64>(), any::<bool>()).prop_map(
+                |(party_id, n_features, n_rows, has_labels)| {
+                    Response::Info(PartyInfo {
+                        party_id,
+                        n_features,
+                        n_rows,
+                        has_labels,
+                    })
+                }
+            ),
+            (ids(), any::<u64>()).prop_map(|(ids, total)| Response::Ids { ids, total }),
+            proptest::collection::vec(0u8..2, 0..10).prop_map(|labels| Response::Labels { labels }),
+            (any::<u32>(), any::<u32>()).prop_map(|(n_features, emb_dim)| Response::Model {
+                n_features,
+                emb_dim
+            }),
+            (matrix(), proptest::collection::vec(any::<bool>(), 0..4))
+                .prop_map(|(matrix, known)| Response::Embeddings { matrix, known }),
+            Just(Response::Ack),
+            ".{0,40}".prop_map(|message| Response::Error {
+                code: ErrorCode::UnknownId,
+                message
+            }),
+        ]
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        prop_oneof![
+            (any::<u16>(), party(), ".{0,20}").prop_map(
+                |(protocol_version, party_id, software)| {
+                    Message::Hello(Hello {
+                        protocol_version,
+                        party_id,
+                        software,
+                    })
+                }
+            ),
+            (any::<u16>(), ".{0,20}").prop_map(|(protocol_version, federation)| {
+                Message::Welcome(Welcome {
+                    protocol_version,
+                    federation,
+                })
+            }),
+            ".{0,40}".prop_map(|message| Message::Reject(Reject {
+                code: RejectCode::UnknownParty,
+                message
+            })),
+            request().prop_map(Message::Request),
+            response().prop_map(Message::Response),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_message_round_trips(msg in message()) {
+            let limits = FrameLimits::default();
+            let bytes = encode(&msg, &limits).unwrap();
+            let (back, used) = decode(&bytes, &limits).unwrap().unwrap();
+            prop_assert_eq!(used, bytes.len());
+            prop_assert_eq!(back, msg);
+        }
+
+        #[test]
+        fn truncated_frames_ask_for_more_or_fail(msg in message(), cut in 0usize..10_000) {
+            let limits = FrameLimits::default();
+            let bytes = encode(&msg, &limits).unwrap();
+            let cut = cut % bytes.len();
+            // A strict prefix is never a whole frame.
+            prop_assert_eq!(decode(&bytes[..cut], &limits), Ok(None));
+        }
+
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode(&bytes, &FrameLimits::default());
+        }
+
+        #[test]
+        fn corrupted_payloads_never_panic(msg in message(), pos in any::<usize>(), byte in any::<u8>()) {
+            let limits = FrameLimits::default();
+            let mut bytes = encode(&msg, &limits).unwrap();
+            let pos = HEADER_LEN + pos % (bytes.len() - HEADER_LEN).max(1);
+            if pos < bytes.len() { bytes[pos] = byte; }
+            let _ = decode(&bytes, &limits);
+        }
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_before_reading_the_payload() {
+        let limits = FrameLimits {
+            max_data_payload: 100,
+        };
+        let mut header = vec![Kind::Request as u8];
+        header.extend_from_slice(&101u32.to_be_bytes());
+        assert!(matches!(
+            decode(&header, &limits),
+            Err(FrameError::TooLarge {
+                len: 101,
+                max: 100,
+                ..
+            })
+        ));
+        let mut hello = vec![Kind::Hello as u8];
+        hello.extend_from_slice(&(MAX_CONTROL_PAYLOAD + 1).to_be_bytes());
+        assert!(matches!(
+            decode(&hello, &limits),
+            Err(FrameError::TooLarge { .. })
+        ));
+        // And the writer refuses to produce what the reader would refuse.
+        let big = Message::Request(Request::Embed {
+            ids: vec!["x".repeat(200)],
+        });
+        assert!(matches!(
+            encode(&big, &limits),
+            Err(FrameError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_kind_and_trailing_bytes_are_errors() {
+        let limits = FrameLimits::default();
+        assert_eq!(
+            decode(&[9, 0, 0, 0, 0], &limits),
+            Err(FrameError::UnknownKind(9))
+        );
+        let mut bytes = encode(&Message::Response(Response::Ack), &limits).unwrap();
+        bytes.push(0);
+        let len = (bytes.len() - HEADER_LEN) as u32;
+        bytes[1..5].copy_from_slice(&len.to_be_bytes());
+        assert!(matches!(
+            decode(&bytes, &limits),
+            Err(FrameError::TrailingBytes { .. })
+        ));
+    }
+
+    #[test]
+    fn huge_declared_vec_length_does_not_allocate_or_panic() {
+        // Request::Embed with a declared Vec length of u64::MAX inside a tiny frame.
+        let limits = FrameLimits::default();
+        let mut payload = vec![10u8]; // variant index of Embed
+        payload.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+        let mut frame = vec![Kind::Request as u8];
+        frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&payload);
+        assert!(matches!(
+            decode(&frame, &limits),
+            Err(FrameError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn matrix_shape_check() {
+        assert!(
+            Matrix {
+                rows: 2,
+                cols: 2,
+                data: vec![0.0; 4]
+            }
+            .is_well_formed()
+        );
+        assert!(
+            !Matrix {
+                rows: 2,
+                cols: 2,
+                data: vec![0.0; 3]
+            }
+            .is_well_formed()
+        );
+        assert!(
+            !Matrix {
+                rows: 1,
+                cols: 1,
+                data: vec![f32::NAN]
+            }
+            .is_well_formed()
+        );
+        assert!(
+            !Matrix {
+                rows: u32::MAX,
+                cols: u32::MAX,
+                data: vec![]
+            }
+            .is_well_formed()
+        );
+    }
+}

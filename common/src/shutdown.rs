@@ -44,6 +44,25 @@ impl Shutdown {
     }
 }
 
+/// Waits for Ctrl-C (SIGINT) or SIGTERM, whichever comes first.
+///
+/// # Cancel safety
+/// Cancel safe.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 #[cfg(test)]
 mod tests {
     #[tokio::test]

@@ -1,1 +1,35 @@
+//! A Tessera party: one bank's feature slice and bottom model.
+//!
+//! Layout:
+//! - [`config`]: the party's TOML configuration.
+//! - [`bottom`]: the bottom model (standardisation + MLP) and its files.
+//! - [`service`]: the request handler, with no network IO.
+//! - [`run`]: the driver: dials out to the coordinator and serves its requests.
+//!
+//! **Architecture invariant:** this crate is the only holder of raw features; nothing it sends
+//! contains them.
+#![warn(missing_docs, unreachable_pub)]
 
+pub mod bottom;
+pub mod config;
+pub mod run;
+pub mod service;
+
+use std::path::PathBuf;
+
+/// Errors of the party.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A model file is missing.
+    #[error("model {0} not found")]
+    NoModel(String),
+    /// A model file is unreadable or inconsistent.
+    #[error("bad model file: {0}")]
+    ModelFormat(String),
+    /// File IO failed.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// The transport could not be set up.
+    #[error(transparent)]
+    Transport(#[from] tessera_common::transport::TransportError),
+}

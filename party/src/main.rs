@@ -1,1 +1,61 @@
-fn main() {}
+//! `tessera-party`: run one bank's party.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use tessera_common::data::{FeatureTable, LoadOptions};
+use tessera_party::config::PartyConfig;
+use tessera_party::run::{LinkState, run};
+use tessera_party::service::PartyService;
+use tracing::info;
+
+#[derive(Parser)]
+#[command(
+    name = "tessera-party",
+    version,
+    about = "Tessera party: one bank's features and bottom model"
+)]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, env = "TESSERA_PARTY_CONFIG")]
+    config: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = PartyConfig::load(&cli.config)
+        .map_err(anyhow::Error::msg)
+        .context("loading party configuration")?;
+    let opts = LoadOptions {
+        id_column: config.data.id_column.clone(),
+        label_column: config.data.label_column.clone(),
+        max_rows: config.data.max_rows,
+        limit: config.data.limit,
+    };
+    let data = FeatureTable::load(&config.data.path, &opts).context("loading party data")?;
+    info!(party = %config.party_id, rows = data.len(), features = data.n_features(), labels = data.labels().is_some(), "data loaded");
+    let service = Arc::new(PartyService::new(
+        config.party_id.clone(),
+        data,
+        config.model_dir.clone(),
+        config.limits.clone(),
+    ));
+    let (trigger, shutdown) = tessera_common::shutdown::channel();
+    let (state, _) = tokio::sync::watch::channel(LinkState::Disconnected);
+    let task = tokio::spawn(run(config, service, shutdown, state));
+    tessera_common::shutdown::wait_for_signal().await;
+    info!("shutting down");
+    trigger.trigger();
+    task.await
+        .context("party task panicked")?
+        .context("party failed")?;
+    Ok(())
+}

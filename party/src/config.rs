@@ -1,0 +1,114 @@
+//! The party's configuration file (TOML).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tessera_common::config::TransportSettings;
+use tessera_common::wire::PartyId;
+
+/// Everything a party needs to run.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartyConfig {
+    /// This party's id; must match the identity in its certificate.
+    pub party_id: PartyId,
+    /// Where the coordinator's QUIC endpoint is.
+    pub coordinator_addr: SocketAddr,
+    /// Name the coordinator's certificate must carry (a DNS SAN). Default `localhost`.
+    #[serde(default = "default_server_name")]
+    pub coordinator_name: String,
+    /// Directory with `tls.crt`, `tls.key` and `ca.crt` (as written by `tessera-certs issue`).
+    pub tls_dir: PathBuf,
+    /// Directory where this party keeps its bottom models.
+    pub model_dir: PathBuf,
+    /// The party's data.
+    pub data: DataConfig,
+    /// Limits of what one request may ask.
+    #[serde(default)]
+    pub limits: PartyLimits,
+    /// Transport timeouts and limits.
+    #[serde(default)]
+    pub transport: TransportSettings,
+}
+
+fn default_server_name() -> String {
+    "localhost".into()
+}
+
+/// Where the party's features are and how to read them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// CSV file (`.csv` or `.csv.gz`).
+    pub path: PathBuf,
+    /// Id column name. Default `id`.
+    #[serde(default = "default_id_column")]
+    pub id_column: String,
+    /// Label column, only at the label-holding party.
+    #[serde(default)]
+    pub label_column: Option<String>,
+    /// Refuse files with more rows. Default 5,000,000.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    /// Use only the first N rows (quick runs and tests).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+fn default_id_column() -> String {
+    "id".into()
+}
+fn default_max_rows() -> usize {
+    5_000_000
+}
+
+/// Per-request limits a party enforces.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PartyLimits {
+    /// Most ids in one forward, embed or labels request. Default 100,000.
+    pub max_batch: usize,
+    /// Most ids in one page of the id listing. Default 100,000.
+    pub max_page: u32,
+    /// Most concurrent requests being worked on. Default 64.
+    pub max_in_flight: usize,
+    /// Widest layer a training request may ask for. Default 1,024.
+    pub max_width: u32,
+    /// Most hidden layers a training request may ask for. Default 8.
+    pub max_layers: usize,
+}
+
+impl Default for PartyLimits {
+    fn default() -> Self {
+        Self {
+            max_batch: 100_000,
+            max_page: 100_000,
+            max_in_flight: 64,
+            max_width: 1024,
+            max_layers: 8,
+        }
+    }
+}
+
+impl PartyConfig {
+    /// Reads and checks a config file; relative paths are resolved against the file's directory.
+    ///
+    /// # Errors
+    /// A message naming the file and the problem.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut cfg: PartyConfig =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.tls_dir, &mut cfg.model_dir, &mut cfg.data.path] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        cfg.transport
+            .validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(cfg)
+    }
+}

@@ -168,10 +168,7 @@ mod tests {
         assert_eq!(p.uri("fed"), "spiffe://fed/party/bank-a");
         assert_eq!(Identity::from_uri(&p.uri("fed"), "fed"), Some(p.clone()));
         assert_eq!(Identity::from_uri(&p.uri("fed"), "other"), None);
-        assert_eq!(
-            Identity::from_uri("spiffe://fedx/party/bank-a", "fed"),
-            None
-        );
+        assert_eq!(Identity::from_uri("spiffe://fedx/party/bank-a", "fed"), None);
         assert_eq!(
             Identity::from_uri(&Identity::Coordinator.uri("fed"), "fed"),
             Some(Identity::Coordinator)

@@ -56,10 +56,7 @@ impl LeafRequest {
     /// `localhost` and `127.0.0.1`; parties carry no DNS names (they only dial out).
     pub fn new(federation: &str, identity: Identity) -> Self {
         let (dns_names, ips) = match identity {
-            Identity::Coordinator => (
-                vec!["localhost".to_string()],
-                vec![IpAddr::from([127, 0, 0, 1])],
-            ),
+            Identity::Coordinator => (vec!["localhost".to_string()], vec![IpAddr::from([127, 0, 0, 1])]),
             Identity::Party(_) => (Vec::new(), Vec::new()),
         };
         Self {
@@ -127,12 +124,7 @@ pub fn create_ca(dir: &Path, federation: &str, days: u32, force: bool) -> Result
 ///
 /// # Errors
 /// [`Error::Exists`] if outputs exist and `force` is false; parse, I/O and generation errors.
-pub fn issue_leaf(
-    ca_dir: &Path,
-    req: &LeafRequest,
-    out_dir: &Path,
-    force: bool,
-) -> Result<(), Error> {
+pub fn issue_leaf(ca_dir: &Path, req: &LeafRequest, out_dir: &Path, force: bool) -> Result<(), Error> {
     let cert_path = out_dir.join(LEAF_CERT);
     let key_path = out_dir.join(LEAF_KEY);
     for p in [&cert_path, &key_path] {
@@ -157,9 +149,7 @@ pub fn issue_leaf(
         .push(DnType::OrganizationName, req.federation.clone());
     let uri = req.identity.uri(&req.federation);
     let mut sans = vec![SanType::URI(
-        uri.clone()
-            .try_into()
-            .map_err(|_| Error::InvalidName(uri))?,
+        uri.clone().try_into().map_err(|_| Error::InvalidName(uri))?,
     )];
     for dns in &req.dns_names {
         sans.push(SanType::DnsName(
@@ -225,8 +215,7 @@ fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<(), Error> {
     if secret {
         // An existing file keeps its old mode on open: force 0600.
         use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(io)?;
+        f.set_permissions(fs::Permissions::from_mode(0o600)).map_err(io)?;
     }
     f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)
@@ -242,10 +231,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca");
         create_ca(&ca, "fed", 30, false).unwrap();
-        assert!(matches!(
-            create_ca(&ca, "fed", 30, false),
-            Err(Error::Exists(_))
-        ));
+        assert!(matches!(create_ca(&ca, "fed", 30, false), Err(Error::Exists(_))));
         let out = dir.path().join("bank-a");
         let id = Identity::Party(PartyId::new("bank-a").unwrap());
         issue_leaf(&ca, &LeafRequest::new("fed", id.clone()), &out, false).unwrap();
@@ -263,10 +249,7 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             for k in [ca.join(CA_KEY), out.join(LEAF_KEY)] {
-                assert_eq!(
-                    fs::metadata(&k).unwrap().permissions().mode() & 0o777,
-                    0o600
-                );
+                assert_eq!(fs::metadata(&k).unwrap().permissions().mode() & 0o777, 0o600);
             }
         }
     }

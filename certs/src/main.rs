@@ -74,10 +74,7 @@ fn main() -> Result<()> {
         } => {
             issue::create_ca(&out, &federation, days, force)
                 .with_context(|| format!("creating CA in {}", out.display()))?;
-            println!(
-                "created CA for federation {federation:?} in {}",
-                out.display()
-            );
+            println!("created CA for federation {federation:?} in {}", out.display());
         }
         Cmd::Issue {
             ca,
@@ -104,9 +101,8 @@ fn main() -> Result<()> {
                 req.ips = ip;
             }
             req.days = days;
-            issue::issue_leaf(&ca, &req, &out, force).with_context(|| {
-                format!("issuing certificate for {identity} into {}", out.display())
-            })?;
+            issue::issue_leaf(&ca, &req, &out, force)
+                .with_context(|| format!("issuing certificate for {identity} into {}", out.display()))?;
             println!(
                 "issued certificate for {identity} ({}) into {}",
                 identity.uri(&federation),

@@ -93,23 +93,16 @@ impl TransportSettings {
             ("keep_alive_ms", self.keep_alive_ms),
             ("reconnect_min_ms", self.reconnect_min_ms),
             ("max_frame_bytes", u64::from(self.max_frame_bytes)),
-            (
-                "max_concurrent_streams",
-                u64::from(self.max_concurrent_streams),
-            ),
+            ("max_concurrent_streams", u64::from(self.max_concurrent_streams)),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("transport.{name} must be greater than 0"));
         }
         if self.keep_alive_ms >= self.idle_timeout_ms {
-            return Err(
-                "transport.keep_alive_ms must be less than transport.idle_timeout_ms".into(),
-            );
+            return Err("transport.keep_alive_ms must be less than transport.idle_timeout_ms".into());
         }
         if self.reconnect_max_ms < self.reconnect_min_ms {
-            return Err(
-                "transport.reconnect_max_ms must be at least transport.reconnect_min_ms".into(),
-            );
+            return Err("transport.reconnect_max_ms must be at least transport.reconnect_min_ms".into());
         }
         Ok(())
     }
@@ -170,9 +163,7 @@ mod tests {
             ..Default::default()
         };
         let mut b = Backoff::new(&s);
-        let d: Vec<u64> = (0..5)
-            .map(|_| b.next_delay(1.0).as_millis() as u64)
-            .collect();
+        let d: Vec<u64> = (0..5).map(|_| b.next_delay(1.0).as_millis() as u64).collect();
         assert_eq!(d, vec![100, 200, 400, 400, 400]);
         assert_eq!(b.next_delay(0.0).as_millis(), 200);
         b.reset();

@@ -95,9 +95,7 @@ impl FeatureTable {
             message,
         };
         if features.nrows() != ids.len() || features.ncols() != feature_names.len() {
-            return Err(err(
-                "feature matrix shape does not match ids and names".into()
-            ));
+            return Err(err("feature matrix shape does not match ids and names".into()));
         }
         if labels
             .as_ref()
@@ -146,9 +144,7 @@ impl FeatureTable {
             path: path.to_path_buf(),
             message,
         };
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .from_reader(reader);
+        let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
         let headers = rdr
             .headers()
             .map_err(|e| fmt(format!("cannot read header: {e}")))?
@@ -172,10 +168,7 @@ impl FeatureTable {
         if feature_cols.is_empty() {
             return Err(fmt("no feature columns".into()));
         }
-        let feature_names: Vec<String> = feature_cols
-            .iter()
-            .map(|&c| headers[c].to_string())
-            .collect();
+        let feature_names: Vec<String> = feature_cols.iter().map(|&c| headers[c].to_string()).collect();
         let mut ids = Vec::new();
         let mut labels = label_col.map(|_| Vec::new());
         let mut values = Vec::new();
@@ -368,9 +361,7 @@ mod tests {
         let opts = LoadOptions::default();
         let e = load_str("id,a\nx,1\nx,2\n", &opts).unwrap_err().to_string();
         assert!(e.contains("line 3") && e.contains("duplicate"), "{e}");
-        let e = load_str("id,a\nx,secret-value\n", &opts)
-            .unwrap_err()
-            .to_string();
+        let e = load_str("id,a\nx,secret-value\n", &opts).unwrap_err().to_string();
         assert!(
             e.contains("line 2") && e.contains("\"a\"") && !e.contains("secret-value"),
             "{e}"

@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`wire`]: every type that crosses a process boundary, and the bounded frame codec.
 //! - [`protocol`]: sans-IO protocol logic (the handshake decision, fan-out deadlines).
+//! - [`federation`]: the fan-out interface a training driver uses (QUIC or in-process).
 //! - [`transport`]: the only quinn user: mutual-TLS endpoints, the hello exchange, request streams.
 //! - [`model`]: split-NN math on ndarray (dense layers, Adam, metrics, the score scale).
 //! - [`data`]: loading a party's CSV feature slice keyed by customer id.
@@ -12,6 +13,7 @@
 
 pub mod config;
 pub mod data;
+pub mod federation;
 pub mod model;
 pub mod protocol;
 pub mod shutdown;

@@ -257,6 +257,8 @@ pub enum Request {
         step: u64,
         /// `batch × emb_dim` gradient.
         grad: Matrix,
+        /// Learning rate for this update (the coordinator owns the schedule).
+        learning_rate: f32,
     },
     /// Remember the session's current weights as the best so far.
     Checkpoint {
@@ -387,9 +389,8 @@ fn bincode_config() -> impl bincode::config::Config {
 /// [`FrameError::Encode`] if serialisation fails.
 pub fn encode(msg: &Message, limits: &FrameLimits) -> Result<Vec<u8>, FrameError> {
     let cfg = bincode_config();
-    let enc = |r: Result<Vec<u8>, bincode::error::EncodeError>| {
-        r.map_err(|e| FrameError::Encode(e.to_string()))
-    };
+    let enc =
+        |r: Result<Vec<u8>, bincode::error::EncodeError>| r.map_err(|e| FrameError::Encode(e.to_string()));
     let payload = match msg {
         Message::Hello(m) => enc(bincode::serde::encode_to_vec(m, cfg))?,
         Message::Welcome(m) => enc(bincode::serde::encode_to_vec(m, cfg))?,
@@ -417,10 +418,7 @@ pub fn encode(msg: &Message, limits: &FrameLimits) -> Result<Vec<u8>, FrameError
 ///
 /// # Errors
 /// [`FrameError::UnknownKind`] or [`FrameError::TooLarge`].
-pub fn parse_header(
-    header: [u8; HEADER_LEN],
-    limits: &FrameLimits,
-) -> Result<(Kind, u32), FrameError> {
+pub fn parse_header(header: [u8; HEADER_LEN], limits: &FrameLimits) -> Result<(Kind, u32), FrameError> {
     let kind = Kind::from_byte(header[0]).ok_or(FrameError::UnknownKind(header[0]))?;
     let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
     let max = limits.max_payload(kind);
@@ -440,12 +438,10 @@ pub fn parse_header(
 /// [`FrameError::Malformed`] or [`FrameError::TrailingBytes`].
 pub fn decode_payload(kind: Kind, payload: &[u8]) -> Result<Message, FrameError> {
     fn dec<T: serde::de::DeserializeOwned>(kind: Kind, payload: &[u8]) -> Result<T, FrameError> {
-        let (value, used): (T, usize) =
-            bincode::serde::decode_from_slice(payload, bincode_config()).map_err(|e| {
-                FrameError::Malformed {
-                    kind,
-                    reason: e.to_string(),
-                }
+        let (value, used): (T, usize) = bincode::serde::decode_from_slice(payload, bincode_config())
+            .map_err(|e| FrameError::Malformed {
+                kind,
+                reason: e.to_string(),
             })?;
         if used != payload.len() {
             return Err(FrameError::TrailingBytes {
@@ -512,8 +508,7 @@ mod tests {
     fn request() -> impl Strategy<Value = Request> {
         prop_oneof![
             Just(Request::Describe),
-            (any::<u64>(), any::<u32>())
-                .prop_map(|(offset, limit)| Request::ListIds { offset, limit }),
+            (any::<u64>(), any::<u32>()).prop_map(|(offset, limit)| Request::ListIds { offset, limit }),
             ids().prop_map(|ids| Request::Labels { ids }),
             (
                 any::<u64>(),
@@ -535,21 +530,22 @@ mod tests {
                         fit_ids,
                     }
                 }),
-            (any::<u64>(), any::<u64>(), ids(), any::<bool>()).prop_map(
-                |(session, step, ids, train)| Request::Forward {
+            (any::<u64>(), any::<u64>(), ids(), any::<bool>()).prop_map(|(session, step, ids, train)| {
+                Request::Forward {
                     session,
                     step,
                     ids,
-                    train
+                    train,
                 }
-            ),
-            (any::<u64>(), any::<u64>(), matrix()).prop_map(|(session, step, grad)| {
-                Request::Backward {
+            }),
+            (any::<u64>(), any::<u64>(), matrix(), -1e3f32..1e3).prop_map(
+                |(session, step, grad, learning_rate)| Request::Backward {
                     session,
                     step,
                     grad,
+                    learning_rate,
                 }
-            }),
+            ),
             any::<u64>().prop_map(|session| Request::Checkpoint { session }),
             any::<u64>().prop_map(|session| Request::Restore { session }),
             (any::<u64>(), "[a-z0-9-]{0,12}")
@@ -573,10 +569,8 @@ mod tests {
             ),
             (ids(), any::<u64>()).prop_map(|(ids, total)| Response::Ids { ids, total }),
             proptest::collection::vec(0u8..2, 0..10).prop_map(|labels| Response::Labels { labels }),
-            (any::<u32>(), any::<u32>()).prop_map(|(n_features, emb_dim)| Response::Model {
-                n_features,
-                emb_dim
-            }),
+            (any::<u32>(), any::<u32>())
+                .prop_map(|(n_features, emb_dim)| Response::Model { n_features, emb_dim }),
             (matrix(), proptest::collection::vec(any::<bool>(), 0..4))
                 .prop_map(|(matrix, known)| Response::Embeddings { matrix, known }),
             Just(Response::Ack),
@@ -589,15 +583,13 @@ mod tests {
 
     fn message() -> impl Strategy<Value = Message> {
         prop_oneof![
-            (any::<u16>(), party(), ".{0,20}").prop_map(
-                |(protocol_version, party_id, software)| {
-                    Message::Hello(Hello {
-                        protocol_version,
-                        party_id,
-                        software,
-                    })
-                }
-            ),
+            (any::<u16>(), party(), ".{0,20}").prop_map(|(protocol_version, party_id, software)| {
+                Message::Hello(Hello {
+                    protocol_version,
+                    party_id,
+                    software,
+                })
+            }),
             (any::<u16>(), ".{0,20}").prop_map(|(protocol_version, federation)| {
                 Message::Welcome(Welcome {
                     protocol_version,
@@ -672,19 +664,13 @@ mod tests {
         let big = Message::Request(Request::Embed {
             ids: vec!["x".repeat(200)],
         });
-        assert!(matches!(
-            encode(&big, &limits),
-            Err(FrameError::TooLarge { .. })
-        ));
+        assert!(matches!(encode(&big, &limits), Err(FrameError::TooLarge { .. })));
     }
 
     #[test]
     fn unknown_kind_and_trailing_bytes_are_errors() {
         let limits = FrameLimits::default();
-        assert_eq!(
-            decode(&[9, 0, 0, 0, 0], &limits),
-            Err(FrameError::UnknownKind(9))
-        );
+        assert_eq!(decode(&[9, 0, 0, 0, 0], &limits), Err(FrameError::UnknownKind(9)));
         let mut bytes = encode(&Message::Response(Response::Ack), &limits).unwrap();
         bytes.push(0);
         let len = (bytes.len() - HEADER_LEN) as u32;

@@ -1,1 +1,21 @@
+//! The Tessera coordinator.
+//!
+//! Layout:
+//! - [`config`]: the coordinator's TOML configuration.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`registry`]: connected parties; calls and fan-outs to them over QUIC.
+//! - [`listener`]: the QUIC listener that admits only certified, configured parties.
+//! - [`federation`]: the registry as a training federation.
+//! - [`train`]: the split-NN training driver.
+//! - [`artifact`]: top model and manifest files.
+//! - [`serving`]: the active model, loading it onto parties, and scoring one customer.
+//! - [`http`]: the HTTP API (axum).
+//! - [`app`]: wiring: listener, model activation, HTTP server, shutdown.
+#![warn(missing_docs, unreachable_pub)]
 
+pub mod artifact;
+pub mod config;
+pub mod federation;
+pub mod metrics;
+pub mod registry;
+pub mod train;

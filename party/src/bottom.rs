@@ -99,11 +99,7 @@ impl BottomModel {
                 m.format
             )));
         }
-        let consistent = m
-            .mlp
-            .layers
-            .windows(2)
-            .all(|w| w[0].w.ncols() == w[1].w.nrows())
+        let consistent = m.mlp.layers.windows(2).all(|w| w[0].w.ncols() == w[1].w.nrows())
             && m.mlp.layers.iter().all(|l| l.b.len() == l.w.ncols())
             && !m.mlp.layers.is_empty()
             && m.standardizer.mean.len() == m.n_features()

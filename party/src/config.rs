@@ -98,8 +98,7 @@ impl PartyConfig {
     /// A message naming the file and the problem.
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut cfg: PartyConfig =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut cfg: PartyConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut cfg.tls_dir, &mut cfg.model_dir, &mut cfg.data.path] {
             if p.is_relative() {

@@ -4,6 +4,7 @@
 //! - [`config`]: the party's TOML configuration.
 //! - [`bottom`]: the bottom model (standardisation + MLP) and its files.
 //! - [`service`]: the request handler, with no network IO.
+//! - [`local`]: parties in this process as a federation (tests, baselines).
 //! - [`run`]: the driver: dials out to the coordinator and serves its requests.
 //!
 //! **Architecture invariant:** this crate is the only holder of raw features; nothing it sends
@@ -12,6 +13,7 @@
 
 pub mod bottom;
 pub mod config;
+pub mod local;
 pub mod run;
 pub mod service;
 

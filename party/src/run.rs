@@ -63,10 +63,7 @@ pub async fn run(
             _ = shutdown.recv() => break,
         }
     }
-    endpoint.close(
-        VarInt::from_u32(close_code::SHUTDOWN),
-        b"party shutting down",
-    );
+    endpoint.close(VarInt::from_u32(close_code::SHUTDOWN), b"party shutting down");
     endpoint.wait_idle().await;
     info!(party = %service.id(), "party stopped");
     Ok(())

@@ -87,9 +87,7 @@ impl PartyService {
             }),
             Request::ListIds { offset, limit } => {
                 let limit = limit.min(self.limits.max_page) as usize;
-                let start = usize::try_from(offset)
-                    .unwrap_or(usize::MAX)
-                    .min(self.data.len());
+                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.data.len());
                 let end = start.saturating_add(limit).min(self.data.len());
                 Response::Ids {
                     ids: self.data.ids()[start..end].to_vec(),
@@ -112,7 +110,8 @@ impl PartyService {
                 session,
                 step,
                 grad,
-            } => self.backward(session, step, &grad),
+                learning_rate,
+            } => self.backward(session, step, &grad, learning_rate),
             Request::Checkpoint { session } => self.with_session(session, |s| {
                 s.checkpoint = Some(s.model.clone());
                 Response::Ack
@@ -144,11 +143,7 @@ impl PartyService {
         (ids.len() > self.limits.max_batch).then(|| {
             error(
                 ErrorCode::BadRequest,
-                format!(
-                    "{} ids exceed the limit of {}",
-                    ids.len(),
-                    self.limits.max_batch
-                ),
+                format!("{} ids exceed the limit of {}", ids.len(), self.limits.max_batch),
             )
         })
     }
@@ -165,10 +160,7 @@ impl PartyService {
             match self.data.row_of(id) {
                 Some(r) => out.push(labels[r]),
                 None => {
-                    return error(
-                        ErrorCode::UnknownId,
-                        "a requested id is unknown to this party",
-                    );
+                    return error(ErrorCode::UnknownId, "a requested id is unknown to this party");
                 }
             }
         }
@@ -192,20 +184,14 @@ impl PartyService {
             || !(spec.learning_rate.is_finite() && spec.learning_rate > 0.0)
             || !(spec.weight_decay.is_finite() && spec.weight_decay >= 0.0)
         {
-            return error(
-                ErrorCode::BadRequest,
-                "model spec outside this party's limits",
-            );
+            return error(ErrorCode::BadRequest, "model spec outside this party's limits");
         }
         let mut rows = Vec::with_capacity(fit_ids.len());
         for id in fit_ids {
             match self.data.row_of(id) {
                 Some(r) => rows.push(r),
                 None => {
-                    return error(
-                        ErrorCode::UnknownId,
-                        "a training id is unknown to this party",
-                    );
+                    return error(ErrorCode::UnknownId, "a training id is unknown to this party");
                 }
             }
         }
@@ -236,10 +222,7 @@ impl PartyService {
             }
             Err(_) => return error(ErrorCode::Internal, "session state poisoned"),
         }
-        Response::Model {
-            n_features,
-            emb_dim,
-        }
+        Response::Model { n_features, emb_dim }
     }
 
     fn with_session(&self, session: u64, f: impl FnOnce(&mut Session) -> Response) -> Response {
@@ -248,10 +231,7 @@ impl PartyService {
         };
         match guard.as_mut() {
             Some(s) if s.id == session => f(s),
-            _ => error(
-                ErrorCode::NoSession,
-                format!("no training session {session}"),
-            ),
+            _ => error(ErrorCode::NoSession, format!("no training session {session}")),
         }
     }
 
@@ -261,10 +241,7 @@ impl PartyService {
         }
         let (x, known) = self.data.gather(ids);
         if known.iter().any(|k| !k) {
-            return error(
-                ErrorCode::UnknownId,
-                "a training id is unknown to this party",
-            );
+            return error(ErrorCode::UnknownId, "a training id is unknown to this party");
         }
         self.with_session(session, |s| {
             let xs = s.model.standardizer.transform(x.view());
@@ -284,24 +261,21 @@ impl PartyService {
         })
     }
 
-    fn backward(&self, session: u64, step: u64, grad: &Matrix) -> Response {
+    fn backward(&self, session: u64, step: u64, grad: &Matrix, learning_rate: f32) -> Response {
         if !grad.is_well_formed() {
             return error(
                 ErrorCode::BadRequest,
                 "gradient matrix is malformed or not finite",
             );
         }
+        if !(learning_rate.is_finite() && learning_rate > 0.0) {
+            return error(ErrorCode::BadRequest, "learning rate must be positive and finite");
+        }
         self.with_session(session, |s| {
             let Some((pending_step, cache, n)) = s.pending.take() else {
-                return error(
-                    ErrorCode::NoSession,
-                    "no forward pass awaiting a backward pass",
-                );
+                return error(ErrorCode::NoSession, "no forward pass awaiting a backward pass");
             };
-            if pending_step != step
-                || grad.rows as usize != n
-                || grad.cols as usize != s.model.emb_dim()
-            {
+            if pending_step != step || grad.rows as usize != n || grad.cols as usize != s.model.emb_dim() {
                 return error(
                     ErrorCode::BadRequest,
                     "gradient does not match the pending forward pass",
@@ -315,12 +289,10 @@ impl PartyService {
                 return error(ErrorCode::BadRequest, "gradient shape");
             };
             let (grads, _) = s.model.mlp.backward(&cache, g.view());
+            s.adam.lr = f64::from(learning_rate);
             s.adam.step(&mut s.model.mlp, &grads);
             if !s.model.mlp.is_finite() {
-                return error(
-                    ErrorCode::Internal,
-                    "training diverged (non-finite weights)",
-                );
+                return error(ErrorCode::Internal, "training diverged (non-finite weights)");
             }
             Response::Ack
         })
@@ -345,10 +317,7 @@ impl PartyService {
                     Ok(mut g) => *g = Some((model_id.to_string(), Arc::new(m))),
                     Err(_) => return error(ErrorCode::Internal, "serving state poisoned"),
                 }
-                Response::Model {
-                    n_features,
-                    emb_dim,
-                }
+                Response::Model { n_features, emb_dim }
             }
             Err(crate::Error::NoModel(_)) => error(
                 ErrorCode::NoModel,
@@ -392,8 +361,7 @@ mod tests {
         let ids: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
         let x = Array2::from_shape_fn((20, 3), |(i, j)| (i * (j + 1)) as f64 * 1000.0);
         let labels = Some((0..20).map(|i| (i % 2) as u8).collect());
-        let data =
-            FeatureTable::new(ids, vec!["a".into(), "b".into(), "c".into()], x, labels).unwrap();
+        let data = FeatureTable::new(ids, vec!["a".into(), "b".into(), "c".into()], x, labels).unwrap();
         PartyService::new(
             PartyId::new("p").unwrap(),
             data,
@@ -453,7 +421,8 @@ mod tests {
             s.handle(Request::Backward {
                 session: 7,
                 step: 2,
-                grad: grad.clone()
+                grad: grad.clone(),
+                learning_rate: 0.01,
             }),
             Response::Error { .. }
         ));
@@ -467,7 +436,8 @@ mod tests {
             s.handle(Request::Backward {
                 session: 8,
                 step: 1,
-                grad: grad.clone()
+                grad: grad.clone(),
+                learning_rate: 0.01,
             }),
             Response::Error {
                 code: ErrorCode::NoSession,
@@ -478,7 +448,8 @@ mod tests {
             s.handle(Request::Backward {
                 session: 7,
                 step: 1,
-                grad
+                grad,
+                learning_rate: 0.01,
             }),
             Response::Ack
         );
@@ -509,9 +480,7 @@ mod tests {
             }
         ));
         assert_eq!(
-            s.handle(Request::Load {
-                model_id: "m".into()
-            }),
+            s.handle(Request::Load { model_id: "m".into() }),
             Response::Model {
                 n_features: 3,
                 emb_dim: 2

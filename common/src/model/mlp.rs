@@ -113,11 +113,7 @@ impl Mlp {
     ///
     /// # Panics
     /// If shapes do not match the cached forward pass.
-    pub fn backward(
-        &self,
-        cache: &Cache,
-        grad_out: ArrayView2<'_, f64>,
-    ) -> (Gradients, Array2<f64>) {
+    pub fn backward(&self, cache: &Cache, grad_out: ArrayView2<'_, f64>) -> (Gradients, Array2<f64>) {
         let mut g = grad_out.to_owned();
         let mut grads = Vec::with_capacity(self.layers.len());
         for i in (0..self.layers.len()).rev() {
@@ -187,10 +183,7 @@ mod tests {
         let eps = 1e-6;
         for li in 0..net.layers.len() {
             for idx in 0..net.layers[li].w.len() {
-                let (r, c) = (
-                    idx / net.layers[li].w.ncols(),
-                    idx % net.layers[li].w.ncols(),
-                );
+                let (r, c) = (idx / net.layers[li].w.ncols(), idx % net.layers[li].w.ncols());
                 let mut p = net.clone();
                 p.layers[li].w[[r, c]] += eps;
                 let mut m = net.clone();
@@ -222,10 +215,7 @@ mod tests {
                 let mut xm = x.clone();
                 xm[[r, c]] -= eps;
                 let num = (loss(&net, &xp, &w) - loss(&net, &xm, &w)) / (2.0 * eps);
-                assert!(
-                    (num - gx[[r, c]]).abs() < 1e-5 * (1.0 + num.abs()),
-                    "dx[{r},{c}]"
-                );
+                assert!((num - gx[[r, c]]).abs() < 1e-5 * (1.0 + num.abs()), "dx[{r},{c}]");
             }
         }
     }

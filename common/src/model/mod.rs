@@ -28,11 +28,7 @@ pub fn sigmoid(x: f64) -> f64 {
 /// # Panics
 /// If `logits` and `labels` differ in length (a programming error, not an input error).
 pub fn bce_with_logits(logits: &[f64], labels: &[f64]) -> (f64, Vec<f64>) {
-    assert_eq!(
-        logits.len(),
-        labels.len(),
-        "logits and labels differ in length"
-    );
+    assert_eq!(logits.len(), labels.len(), "logits and labels differ in length");
     let n = logits.len().max(1) as f64;
     let mut loss = 0.0;
     let mut grad = Vec::with_capacity(logits.len());

@@ -44,8 +44,7 @@ impl ScoreScale {
             pd.clamp(1e-12, 1.0 - 1e-12)
         };
         let odds = (1.0 - pd) / pd;
-        let raw =
-            self.base_score + self.pdo / std::f64::consts::LN_2 * (odds / self.base_odds).ln();
+        let raw = self.base_score + self.pdo / std::f64::consts::LN_2 * (odds / self.base_odds).ln();
         raw.clamp(self.min_score, self.max_score).round() as i32
     }
 
@@ -55,9 +54,7 @@ impl ScoreScale {
     /// A message naming the problem.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.pdo > 0.0 && self.base_odds > 0.0 && self.min_score < self.max_score) {
-            return Err(
-                "score scale needs pdo > 0, base_odds > 0 and min_score < max_score".into(),
-            );
+            return Err("score scale needs pdo > 0, base_odds > 0 and min_score < max_score".into());
         }
         if ![
             self.pdo,

@@ -21,12 +21,8 @@ impl Standardizer {
                 std: Array1::ones(x.ncols()),
             };
         }
-        let mean = x
-            .mean_axis(Axis(0))
-            .unwrap_or_else(|| Array1::zeros(x.ncols()));
-        let std = x
-            .std_axis(Axis(0), 0.0)
-            .mapv(|s| if s > 1e-9 { s } else { 1.0 });
+        let mean = x.mean_axis(Axis(0)).unwrap_or_else(|| Array1::zeros(x.ncols()));
+        let std = x.std_axis(Axis(0), 0.0).mapv(|s| if s > 1e-9 { s } else { 1.0 });
         Self { mean, std }
     }
 

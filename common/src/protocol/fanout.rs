@@ -31,11 +31,7 @@ pub struct Fanout<R> {
 
 impl<R> Fanout<R> {
     /// Starts a fan-out at `now` to `parties`, due within `timeout`.
-    pub fn new(
-        now: Instant,
-        parties: impl IntoIterator<Item = PartyId>,
-        timeout: Duration,
-    ) -> Self {
+    pub fn new(now: Instant, parties: impl IntoIterator<Item = PartyId>, timeout: Duration) -> Self {
         Self {
             deadline: now + timeout,
             outcomes: parties.into_iter().map(|p| (p, None)).collect(),
@@ -128,10 +124,7 @@ mod tests {
         f.handle_response(&id("b"), Ok(2)); // late answer ignored
         assert_eq!(
             f.into_outcomes(),
-            vec![
-                (id("a"), Outcome::Answered(1)),
-                (id("b"), Outcome::TimedOut)
-            ]
+            vec![(id("a"), Outcome::Answered(1)), (id("b"), Outcome::TimedOut)]
         );
     }
 

@@ -129,10 +129,7 @@ mod tests {
         assert_eq!(r.code, RejectCode::IdentityMismatch);
         let err = check_answer(Message::Reject(r), "fed").unwrap_err();
         assert!(err.is_permanent());
-        assert!(
-            err.to_string()
-                .contains("certificate belongs to coordinator")
-        );
+        assert!(err.to_string().contains("certificate belongs to coordinator"));
     }
 
     #[test]

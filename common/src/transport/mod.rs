@@ -93,9 +93,7 @@ impl TransportError {
     pub fn is_permanent(&self) -> bool {
         match self {
             TransportError::Protocol(p) => p.is_permanent(),
-            TransportError::Identity(_) | TransportError::Pem { .. } | TransportError::Tls(_) => {
-                true
-            }
+            TransportError::Identity(_) | TransportError::Pem { .. } | TransportError::Tls(_) => true,
             _ => false,
         }
     }
@@ -146,10 +144,8 @@ pub fn dialer(
     }
     .parse()
     .map_err(|_| TransportError::Tls("bad local address".into()))?;
-    let mut endpoint = Endpoint::client(local).map_err(|source| TransportError::Bind {
-        addr: local,
-        source,
-    })?;
+    let mut endpoint =
+        Endpoint::client(local).map_err(|source| TransportError::Bind { addr: local, source })?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(tls::client_config(material)?));
     cfg.transport_config(transport_config(s)?);
     endpoint.set_default_client_config(cfg);
@@ -193,39 +189,28 @@ pub async fn connect(
         match peer_identity(&conn, &s.federation) {
             Ok(Identity::Coordinator) => {}
             Ok(other) => {
-                conn.close(
-                    VarInt::from_u32(close_code::REFUSED),
-                    b"not the coordinator",
-                );
+                conn.close(VarInt::from_u32(close_code::REFUSED), b"not the coordinator");
                 return Err(TransportError::Identity(format!(
                     "expected the coordinator, certificate belongs to {other}"
                 )));
             }
             Err(e) => {
-                conn.close(
-                    VarInt::from_u32(close_code::REFUSED),
-                    b"bad certificate identity",
-                );
+                conn.close(VarInt::from_u32(close_code::REFUSED), b"bad certificate identity");
                 return Err(e);
             }
         }
         let (mut send, mut recv) = conn.open_bi().await?;
         let limits = s.frame_limits();
-        write_message(
-            &mut send,
-            &Message::Hello(handshake::hello(party_id)),
-            &limits,
-        )
-        .await?;
+        write_message(&mut send, &Message::Hello(handshake::hello(party_id)), &limits).await?;
         let answer = read_message(&mut recv, &limits)
             .await?
             .ok_or(TransportError::NoAnswer)?;
         let welcome = handshake::check_answer(answer, &s.federation)?;
         Ok((conn, welcome))
     };
-    timeout(s.connect_timeout(), attempt).await.map_err(|_| {
-        TransportError::Timeout(s.connect_timeout(), "connecting to the coordinator")
-    })?
+    timeout(s.connect_timeout(), attempt)
+        .await
+        .map_err(|_| TransportError::Timeout(s.connect_timeout(), "connecting to the coordinator"))?
 }
 
 /// Coordinator side: complete an incoming connection and its hello exchange.
@@ -246,10 +231,7 @@ pub async fn accept(
         let identity = match peer_identity(&conn, &s.federation) {
             Ok(id) => id,
             Err(e) => {
-                conn.close(
-                    VarInt::from_u32(close_code::REFUSED),
-                    b"bad certificate identity",
-                );
+                conn.close(VarInt::from_u32(close_code::REFUSED), b"bad certificate identity");
                 return Err(e);
             }
         };

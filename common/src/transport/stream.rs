@@ -22,8 +22,7 @@ pub async fn write_message(
     send.write_all(&bytes)
         .await
         .map_err(|e| TransportError::Stream(e.to_string()))?;
-    send.finish()
-        .map_err(|e| TransportError::Stream(e.to_string()))?;
+    send.finish().map_err(|e| TransportError::Stream(e.to_string()))?;
     Ok(())
 }
 

@@ -81,16 +81,11 @@ impl TlsMaterial {
         if chain.is_empty() {
             return Err(pem_err(&paths.cert, "no certificate found".into()));
         }
-        let key = PrivateKeyDer::from_pem_file(&paths.key)
-            .map_err(|e| pem_err(&paths.key, e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_file(&paths.key).map_err(|e| pem_err(&paths.key, e.to_string()))?;
         let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(&paths.ca)
-            .map_err(|e| pem_err(&paths.ca, e.to_string()))?
-        {
+        for cert in CertificateDer::pem_file_iter(&paths.ca).map_err(|e| pem_err(&paths.ca, e.to_string()))? {
             let cert = cert.map_err(|e| pem_err(&paths.ca, e.to_string()))?;
-            roots
-                .add(cert)
-                .map_err(|e| pem_err(&paths.ca, e.to_string()))?;
+            roots.add(cert).map_err(|e| pem_err(&paths.ca, e.to_string()))?;
         }
         if roots.is_empty() {
             return Err(pem_err(&paths.ca, "no CA certificate found".into()));
@@ -116,9 +111,7 @@ fn provider() -> Arc<CryptoProvider> {
 ///
 /// # Errors
 /// [`TransportError::Tls`] if the key does not match or the CA cannot build a verifier.
-pub fn server_config(
-    m: &TlsMaterial,
-) -> Result<quinn::crypto::rustls::QuicServerConfig, TransportError> {
+pub fn server_config(m: &TlsMaterial) -> Result<quinn::crypto::rustls::QuicServerConfig, TransportError> {
     let verifier = WebPkiClientVerifier::builder_with_provider(m.roots.clone(), provider())
         .build()
         .map_err(|e| TransportError::Tls(e.to_string()))?;
@@ -129,17 +122,14 @@ pub fn server_config(
         .with_single_cert(m.chain.clone(), m.key.clone_key())
         .map_err(|e| TransportError::Tls(e.to_string()))?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
-    quinn::crypto::rustls::QuicServerConfig::try_from(cfg)
-        .map_err(|e| TransportError::Tls(e.to_string()))
+    quinn::crypto::rustls::QuicServerConfig::try_from(cfg).map_err(|e| TransportError::Tls(e.to_string()))
 }
 
 /// Client (party) side: verify the coordinator against the CA, present our chain.
 ///
 /// # Errors
 /// [`TransportError::Tls`] if the key does not match or the CA cannot build a verifier.
-pub fn client_config(
-    m: &TlsMaterial,
-) -> Result<quinn::crypto::rustls::QuicClientConfig, TransportError> {
+pub fn client_config(m: &TlsMaterial) -> Result<quinn::crypto::rustls::QuicClientConfig, TransportError> {
     let verifier = WebPkiServerVerifier::builder_with_provider(m.roots.clone(), provider())
         .build()
         .map_err(|e| TransportError::Tls(e.to_string()))?;
@@ -150,6 +140,5 @@ pub fn client_config(
         .with_client_auth_cert(m.chain.clone(), m.key.clone_key())
         .map_err(|e| TransportError::Tls(e.to_string()))?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
-    quinn::crypto::rustls::QuicClientConfig::try_from(cfg)
-        .map_err(|e| TransportError::Tls(e.to_string()))
+    quinn::crypto::rustls::QuicClientConfig::try_from(cfg).map_err(|e| TransportError::Tls(e.to_string()))
 }

@@ -1,0 +1,189 @@
+//! The coordinator's configuration file (TOML), with documented defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tessera_common::config::TransportSettings;
+use tessera_common::model::ScoreScale;
+use tessera_common::wire::PartyId;
+
+/// Everything the coordinator needs to run.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// QUIC address parties dial. Default `0.0.0.0:4433`.
+    #[serde(default = "default_quic")]
+    pub listen_quic: SocketAddr,
+    /// HTTP API address. Default `127.0.0.1:8080`.
+    #[serde(default = "default_http")]
+    pub listen_http: SocketAddr,
+    /// Directory with `tls.crt`, `tls.key` and `ca.crt`.
+    pub tls_dir: PathBuf,
+    /// Where top models and manifests are kept.
+    pub model_dir: PathBuf,
+    /// The federation's parties, in the order their embeddings enter the top model.
+    pub parties: Vec<PartyId>,
+    /// Model to serve; default: the newest trained (recorded in `model_dir/CURRENT`).
+    #[serde(default)]
+    pub model_id: Option<String>,
+    /// HTTP limits.
+    #[serde(default)]
+    pub http: HttpSettings,
+    /// The score scale.
+    #[serde(default)]
+    pub score: ScoreScale,
+    /// Training hyperparameters.
+    #[serde(default)]
+    pub training: TrainingConfig,
+    /// Transport timeouts and limits.
+    #[serde(default)]
+    pub transport: TransportSettings,
+}
+
+fn default_quic() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 4433))
+}
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+
+/// Limits of the HTTP API.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Largest request body, bytes. Default 16 KiB.
+    pub max_body_bytes: usize,
+    /// Most scoring requests in progress at once; more get 503. Default 1,024.
+    pub max_concurrent: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 * 1024,
+            max_concurrent: 1024,
+        }
+    }
+}
+
+/// Training hyperparameters. Defaults are those found to work on `default_credit`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingConfig {
+    /// Seed for the split, shuffling and initialisation. Default 42.
+    pub seed: u64,
+    /// Fraction of customers held out for the final figures (stratified). Default 0.2.
+    pub holdout_fraction: f64,
+    /// Fraction of the remaining customers used for early stopping. Default 0.1.
+    pub validation_fraction: f64,
+    /// Most epochs. Default 40.
+    pub epochs: usize,
+    /// Stop after this many epochs without a better validation AUC. Default 6.
+    pub patience: usize,
+    /// Minibatch size. Default 256.
+    pub batch_size: usize,
+    /// Hidden widths of each party's bottom model. Default `[64]`.
+    pub bottom_hidden: Vec<u32>,
+    /// Embedding width of each party. Default 16.
+    pub emb_dim: u32,
+    /// Hidden widths of the top model. Default `[32]`.
+    pub top_hidden: Vec<usize>,
+    /// Adam learning rate. Default 0.001.
+    pub learning_rate: f32,
+    /// Learning rate multiplier applied after every epoch. Default 0.95.
+    pub lr_decay: f32,
+    /// Decoupled weight decay. Default 0.0001.
+    pub weight_decay: f32,
+    /// Train on at most this many aligned customers (quick runs). Default: all.
+    pub max_rows: Option<usize>,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            holdout_fraction: 0.2,
+            validation_fraction: 0.1,
+            epochs: 40,
+            patience: 6,
+            batch_size: 256,
+            bottom_hidden: vec![64],
+            emb_dim: 16,
+            top_hidden: vec![32],
+            learning_rate: 1e-3,
+            lr_decay: 0.95,
+            weight_decay: 1e-4,
+            max_rows: None,
+        }
+    }
+}
+
+impl TrainingConfig {
+    /// Checks ranges.
+    ///
+    /// # Errors
+    /// A message naming the first bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        let frac = |v: f64| v > 0.0 && v < 1.0;
+        if !frac(self.holdout_fraction) || !frac(self.validation_fraction) {
+            return Err("training.holdout_fraction and validation_fraction must be in (0, 1)".into());
+        }
+        if self.epochs == 0 || self.batch_size == 0 || self.emb_dim == 0 {
+            return Err("training.epochs, batch_size and emb_dim must be positive".into());
+        }
+        if !(self.learning_rate > 0.0
+            && self.lr_decay > 0.0
+            && self.lr_decay <= 1.0
+            && self.weight_decay >= 0.0)
+        {
+            return Err("training.learning_rate must be > 0, lr_decay in (0, 1], weight_decay >= 0".into());
+        }
+        if self.top_hidden.contains(&0) || self.bottom_hidden.contains(&0) {
+            return Err("training layer widths must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+impl CoordinatorConfig {
+    /// Reads and checks a config file; relative paths resolve against its directory.
+    ///
+    /// # Errors
+    /// A message naming the file and the problem.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut cfg: CoordinatorConfig =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut cfg.tls_dir, &mut cfg.model_dir] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        cfg.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(cfg)
+    }
+
+    /// Checks the whole configuration.
+    ///
+    /// # Errors
+    /// A message naming the first problem.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.parties.is_empty() {
+            return Err("parties must list at least one party".into());
+        }
+        let mut sorted = self.parties.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != self.parties.len() {
+            return Err("parties lists a party twice".into());
+        }
+        if self.http.max_body_bytes == 0 || self.http.max_concurrent == 0 {
+            return Err("http.max_body_bytes and http.max_concurrent must be positive".into());
+        }
+        self.transport.validate()?;
+        self.score.validate()?;
+        self.training.validate()
+    }
+}

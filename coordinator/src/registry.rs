@@ -1,0 +1,229 @@
+//! Which parties are connected, and calls to them: one request, or one request fanned out to
+//! several parties under a single deadline (driving [`tessera_common::protocol::fanout`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use quinn::{Connection, VarInt};
+use tessera_common::config::TransportSettings;
+use tessera_common::protocol::fanout::{Fanout, Outcome};
+use tessera_common::transport::{self, close_code};
+use tessera_common::wire::{PartyId, Request, Response};
+use tokio::task::JoinSet;
+
+use crate::metrics::Metrics;
+
+/// A connected party.
+#[derive(Clone)]
+struct Link {
+    conn: Connection,
+    /// The model this party has loaded for scoring, as far as the coordinator knows.
+    model: Option<String>,
+}
+
+/// The connected parties.
+#[derive(Clone)]
+pub struct Registry {
+    links: Arc<RwLock<HashMap<PartyId, Link>>>,
+    settings: TransportSettings,
+    metrics: Metrics,
+}
+
+/// Why a call to a party did not produce a response.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The party is not connected.
+    #[error("party {0} is not connected")]
+    NotConnected(PartyId),
+    /// The exchange failed or timed out.
+    #[error("party {party}: {source}")]
+    Transport {
+        /// The party.
+        party: PartyId,
+        /// The cause.
+        source: transport::TransportError,
+    },
+}
+
+/// Short name of a request kind, for metrics and logs.
+pub fn kind(r: &Request) -> &'static str {
+    match r {
+        Request::Describe => "describe",
+        Request::ListIds { .. } => "list_ids",
+        Request::Labels { .. } => "labels",
+        Request::TrainInit { .. } => "train_init",
+        Request::Forward { .. } => "forward",
+        Request::Backward { .. } => "backward",
+        Request::Checkpoint { .. } => "checkpoint",
+        Request::Restore { .. } => "restore",
+        Request::Save { .. } => "save",
+        Request::Load { .. } => "load",
+        Request::Embed { .. } => "embed",
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(settings: TransportSettings, metrics: Metrics) -> Self {
+        Self {
+            links: Arc::new(RwLock::new(HashMap::new())),
+            settings,
+            metrics,
+        }
+    }
+
+    /// Transport settings used for calls.
+    pub fn settings(&self) -> &TransportSettings {
+        &self.settings
+    }
+
+    /// Registers a new connection, closing any older one of the same party.
+    pub fn insert(&self, party: PartyId, conn: Connection) {
+        let old = self
+            .links
+            .write()
+            .ok()
+            .and_then(|mut m| m.insert(party.clone(), Link { conn, model: None }));
+        if let Some(old) = old {
+            old.conn.close(
+                VarInt::from_u32(close_code::REPLACED),
+                b"replaced by a newer connection",
+            );
+        }
+        self.metrics
+            .party_connected
+            .with_label_values(&[party.as_str()])
+            .set(1);
+    }
+
+    /// Removes the party if `conn` is still its current connection.
+    pub fn remove_if_current(&self, party: &PartyId, conn: &Connection) {
+        if let Ok(mut m) = self.links.write()
+            && m.get(party)
+                .is_some_and(|l| l.conn.stable_id() == conn.stable_id())
+        {
+            m.remove(party);
+            self.metrics
+                .party_connected
+                .with_label_values(&[party.as_str()])
+                .set(0);
+        }
+    }
+
+    /// Records that `party`'s connection `conn` has `model` loaded.
+    pub fn set_model(&self, party: &PartyId, conn: &Connection, model: Option<String>) {
+        if let Ok(mut m) = self.links.write()
+            && let Some(link) = m.get_mut(party)
+            && link.conn.stable_id() == conn.stable_id()
+        {
+            link.model = model;
+        }
+    }
+
+    /// Whether the party is connected.
+    pub fn is_connected(&self, party: &PartyId) -> bool {
+        self.links.read().is_ok_and(|m| m.contains_key(party))
+    }
+
+    /// The model the party has loaded, if connected and loaded.
+    pub fn model_of(&self, party: &PartyId) -> Option<String> {
+        self.links
+            .read()
+            .ok()
+            .and_then(|m| m.get(party).and_then(|l| l.model.clone()))
+    }
+
+    /// The party's current connection.
+    pub fn connection(&self, party: &PartyId) -> Option<Connection> {
+        self.links
+            .read()
+            .ok()
+            .and_then(|m| m.get(party).map(|l| l.conn.clone()))
+    }
+
+    /// Closes every connection (shutdown).
+    pub fn close_all(&self) {
+        if let Ok(m) = self.links.read() {
+            for l in m.values() {
+                l.conn.close(
+                    VarInt::from_u32(close_code::SHUTDOWN),
+                    b"coordinator shutting down",
+                );
+            }
+        }
+    }
+
+    /// One request to one party, within `deadline`.
+    ///
+    /// # Errors
+    /// [`CallError`] if the party is not connected or the exchange fails or times out.
+    pub async fn call(
+        &self,
+        party: &PartyId,
+        request: &Request,
+        deadline: Duration,
+    ) -> Result<Response, CallError> {
+        let conn = self
+            .connection(party)
+            .ok_or_else(|| CallError::NotConnected(party.clone()))?;
+        let started = Instant::now();
+        let result = transport::call(&conn, request, &self.settings, deadline).await;
+        let label = party.as_str();
+        match &result {
+            Ok(_) => self
+                .metrics
+                .party_latency
+                .with_label_values(&[label, kind(request)])
+                .observe(started.elapsed().as_secs_f64()),
+            Err(transport::TransportError::Timeout(..)) => self
+                .metrics
+                .party_failures
+                .with_label_values(&[label, "timeout"])
+                .inc(),
+            Err(_) => self
+                .metrics
+                .party_failures
+                .with_label_values(&[label, "error"])
+                .inc(),
+        }
+        result.map_err(|source| CallError::Transport {
+            party: party.clone(),
+            source,
+        })
+    }
+
+    /// Sends `request_for(party)` to every party in `parties` at once; every party has an
+    /// outcome by `timeout` from now.
+    pub async fn fanout(
+        &self,
+        parties: &[PartyId],
+        request_for: impl Fn(&PartyId) -> Request,
+        timeout: Duration,
+    ) -> Vec<(PartyId, Outcome<Response>)> {
+        let mut fanout = Fanout::new(Instant::now(), parties.iter().cloned(), timeout);
+        let mut tasks = JoinSet::new();
+        for party in parties {
+            let (this, party, request) = (self.clone(), party.clone(), request_for(party));
+            tasks.spawn(async move {
+                let r = this
+                    .call(&party, &request, timeout)
+                    .await
+                    .map_err(|e| e.to_string());
+                (party, r)
+            });
+        }
+        while let Some(deadline) = fanout.poll_timeout() {
+            tokio::select! {
+                joined = tasks.join_next() => match joined {
+                    Some(Ok((party, r))) => fanout.handle_response(&party, r),
+                    Some(Err(_)) => {} // a panicked task leaves its party pending: it times out
+                    None => fanout.handle_timeout(deadline.max(Instant::now())),
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => fanout.handle_timeout(Instant::now()),
+            }
+        }
+        tasks.abort_all();
+        fanout.into_outcomes()
+    }
+}

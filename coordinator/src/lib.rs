@@ -13,9 +13,13 @@
 //! - [`app`]: wiring: listener, model activation, HTTP server, shutdown.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod app;
 pub mod artifact;
 pub mod config;
 pub mod federation;
+pub mod http;
+pub mod listener;
 pub mod metrics;
 pub mod registry;
+pub mod serving;
 pub mod train;

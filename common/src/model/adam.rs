@@ -91,7 +91,7 @@ mod tests {
         let mut net = Mlp::new(&[2, 1], &mut rng);
         let mut opt = Adam::new(&net, 0.05, 0.0);
         let x = Array2::from_shape_fn((32, 2), |(i, j)| ((i * 7 + j * 3) % 11) as f64 / 5.0 - 1.0);
-        let y = x.column(0).mapv(|v| 2.0 * v) - &x.column(1) + 0.5;
+        let y = x.column(0).mapv(|v| 2.0 * v) - x.column(1) + 0.5;
         let mse = |net: &Mlp| {
             (net.forward(x.view()).column(0).to_owned() - &y)
                 .mapv(|d| d * d)

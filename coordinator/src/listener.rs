@@ -1,0 +1,57 @@
+//! The QUIC listener: admits certified, configured parties, registers their connections, has
+//! them load the active model, and forgets them when they disconnect.
+
+use std::sync::Arc;
+
+use quinn::Endpoint;
+use tessera_common::shutdown::Shutdown;
+use tessera_common::transport;
+use tokio::sync::Semaphore;
+use tracing::{info, warn};
+
+use crate::serving::Serving;
+
+/// Most handshakes in progress at once; more incoming connections wait.
+const MAX_HANDSHAKES: usize = 64;
+
+/// Accepts parties until shutdown.
+pub async fn run(endpoint: Endpoint, serving: Arc<Serving>, mut shutdown: Shutdown) {
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => break,
+            },
+            _ = shutdown.recv() => break,
+        };
+        let Ok(permit) = handshakes.clone().acquire_owned().await else {
+            break;
+        };
+        let serving = serving.clone();
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let settings = serving.registry().settings().clone();
+            let accepted = transport::accept(incoming, serving.parties(), &settings).await;
+            drop(permit);
+            let (conn, party) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(%remote, error = %e, "refused a connection");
+                    return;
+                }
+            };
+            info!(party = %party, %remote, "party connected");
+            serving.registry().insert(party.clone(), conn.clone());
+            if let Err(e) = serving.load_on_party(&party).await {
+                warn!(party = %party, error = %e, "party could not load the active model");
+            }
+            tokio::select! {
+                reason = conn.closed() => warn!(party = %party, %reason, "party disconnected"),
+                _ = shutdown.recv() => {}
+            }
+            serving.registry().remove_if_current(&party, &conn);
+        });
+    }
+}

@@ -1,0 +1,303 @@
+//! Two parties and a coordinator on loopback, over real QUIC with mutual TLS: train, score,
+//! errors, and a party going away and coming back.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+use tessera_certs::Identity;
+use tessera_coordinator::app::Coordinator;
+
+struct Fed {
+    pki: Pki,
+    coordinator: Coordinator,
+    guest: Option<RunningParty>,
+    host: Option<RunningParty>,
+    base: String,
+    client: reqwest::Client,
+}
+
+async fn federation() -> Fed {
+    let pki = Pki::new();
+    let ctls = pki.leaf("coordinator", Identity::Coordinator, false);
+    let gtls = pki.leaf("bank-a", Identity::Party(pid("bank-a")), false);
+    let htls = pki.leaf("bank-b", Identity::Party(pid("bank-b")), false);
+    let cfg = coordinator_config(ctls, pki.path("models-c"), &["bank-a", "bank-b"]);
+    let coordinator = Coordinator::start(cfg).await.unwrap();
+    let addr = coordinator.quic_addr;
+    let mut guest = start_party(party_config("bank-a", gtls, addr, pki.path("models-a"), "guest"));
+    let mut host = start_party(party_config("bank-b", htls, addr, pki.path("models-b"), "host"));
+    assert!(guest.connects_within(Duration::from_secs(10)).await);
+    assert!(host.connects_within(Duration::from_secs(10)).await);
+    assert!(coordinator.wait_for_parties(Some(Duration::from_secs(10))).await);
+    let base = format!("http://{}", coordinator.http_addr);
+    Fed {
+        pki,
+        coordinator,
+        guest: Some(guest),
+        host: Some(host),
+        base,
+        client: reqwest::Client::new(),
+    }
+}
+
+impl Fed {
+    async fn score(&self, id: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}/v1/score", self.base))
+            .json(&serde_json::json!({ "customer_id": id }))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    async fn status(&self, path: &str) -> u16 {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trains_and_scores_over_mutual_tls_quic() {
+    let fed = federation().await;
+    // Before a model: not ready, scoring impossible.
+    assert_eq!(fed.status("/readyz").await, 503);
+    let (status, body) = fed.score("25115").await;
+    assert_eq!(status, 503);
+    assert_eq!(body["error"]["code"], "model_not_loaded");
+
+    let manifest = fed
+        .coordinator
+        .train(Some("test-model".into()), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(manifest.metrics.aligned_rows, 3_000);
+    assert_eq!(manifest.metrics.epochs_run, 2);
+    assert!(
+        manifest.metrics.holdout_auc > 0.6,
+        "AUC {}",
+        manifest.metrics.holdout_auc
+    );
+    assert_eq!(fed.status("/readyz").await, 200);
+    assert_eq!(fed.status("/healthz").await, 200);
+
+    // A known customer (first row of both files).
+    let (status, body) = fed.score("25115").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["customer_id"], "25115");
+    assert_eq!(body["model_version"], "test-model");
+    let pd = body["probability_of_default"].as_f64().unwrap();
+    assert!(pd > 0.0 && pd < 1.0);
+    let score = body["score"].as_i64().unwrap();
+    assert!((300..=850).contains(&score));
+    assert_eq!(body["parties"].as_array().unwrap().len(), 2);
+    assert!(
+        body["parties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["status"] == "ok")
+    );
+    assert!(body["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+    // Scoring is deterministic.
+    assert_eq!(
+        fed.score("25115").await.1["probability_of_default"],
+        body["probability_of_default"]
+    );
+
+    // Unknown customer: 404 JSON.
+    let (status, body) = fed.score("no-such-customer").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "customer_not_found");
+
+    // Malformed JSON, wrong shape, bad id, oversized body: 400/413 JSON.
+    for bad in [
+        "{",
+        "[]",
+        "{\"customer\": \"1\"}",
+        "{\"customer_id\": \"\"}",
+        "{\"customer_id\": 5}",
+    ] {
+        let r = fed
+            .client
+            .post(format!("{}/v1/score", fed.base))
+            .body(bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{bad}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "bad_request", "{bad}");
+    }
+    let big = format!("{{\"customer_id\": \"{}\"}}", "x".repeat(100_000));
+    let r = fed
+        .client
+        .post(format!("{}/v1/score", fed.base))
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "payload_too_large");
+    assert_eq!(fed.status("/nope").await, 404);
+
+    // Metrics count what happened.
+    let text = fed
+        .client
+        .get(format!("{}/metrics", fed.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("tessera_http_requests_total{route=\"/v1/score\",status=\"200\"} 2"),
+        "{text}"
+    );
+    assert!(text.contains("tessera_http_request_duration_seconds_bucket"));
+    assert!(text.contains("tessera_party_connected{party=\"bank-a\"} 1"));
+
+    // Artifacts: each party saved only its own bottom model; the coordinator the top + manifest.
+    assert!(fed.pki.path("models-a/test-model.bottom").exists());
+    assert!(fed.pki.path("models-b/test-model.bottom").exists());
+    assert!(!fed.pki.path("models-a/test-model").exists());
+    assert!(fed.pki.path("models-c/test-model/manifest.json").exists());
+    assert!(fed.pki.path("models-c/test-model/top.bin").exists());
+
+    // A restarted coordinator serves the saved model.
+    let Fed {
+        coordinator,
+        guest,
+        host,
+        ..
+    } = fed;
+    coordinator.shutdown().await;
+    guest.unwrap().stop().await;
+    host.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn party_loss_gives_503_quickly_and_recovery_needs_no_coordinator_restart() {
+    let mut fed = federation().await;
+    fed.coordinator.train(Some("m1".into()), |_| {}).await.unwrap();
+    assert_eq!(fed.score("25115").await.0, 200);
+
+    // Kill the host party.
+    fed.host.take().unwrap().stop().await;
+    let url = format!("{}/readyz", fed.base);
+    assert_eq!(
+        poll_status(&fed.client, &url, 503, Duration::from_secs(5)).await,
+        503
+    );
+    let t0 = Instant::now();
+    let (status, body) = fed.score("25115").await;
+    let took = t0.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "parties_unavailable");
+    assert!(
+        took < Duration::from_millis(1_500),
+        "503 took {took:?}, request timeout is 1 s"
+    );
+    let ready: Value = fed.client.get(&url).send().await.unwrap().json().await.unwrap();
+    assert!(ready["reasons"].to_string().contains("bank-b"), "{ready}");
+
+    // Bring it back: the coordinator reloads the model onto it.
+    let htls = fed.pki.path("bank-b");
+    let mut host = start_party(party_config(
+        "bank-b",
+        htls,
+        fed.coordinator.quic_addr,
+        fed.pki.path("models-b"),
+        "host",
+    ));
+    assert!(host.connects_within(Duration::from_secs(10)).await);
+    assert_eq!(
+        poll_status(&fed.client, &url, 200, Duration::from_secs(10)).await,
+        200
+    );
+    let (status, body) = fed.score("25115").await;
+    assert_eq!(status, 200, "{body}");
+    fed.host = Some(host);
+
+    let Fed {
+        coordinator,
+        guest,
+        host,
+        ..
+    } = fed;
+    coordinator.shutdown().await;
+    guest.unwrap().stop().await;
+    host.unwrap().stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_coordinator_serves_the_saved_model_and_checks_its_parties() {
+    let fed = federation().await;
+    fed.coordinator.train(Some("saved".into()), |_| {}).await.unwrap();
+    let (_, before) = fed.score("2346").await;
+    let Fed {
+        pki,
+        coordinator,
+        guest,
+        host,
+        ..
+    } = fed;
+    let quic = coordinator.quic_addr;
+    coordinator.shutdown().await;
+
+    // Same parties: the saved model loads and scores identically.
+    let mut cfg = coordinator_config(
+        pki.path("coordinator"),
+        pki.path("models-c"),
+        &["bank-a", "bank-b"],
+    );
+    cfg.listen_quic = quic;
+    let c = Coordinator::start(cfg).await.unwrap();
+    let m = c.activate_saved().await.unwrap();
+    assert_eq!(m.model_id, "saved");
+    assert!(c.wait_for_parties(Some(Duration::from_secs(15))).await);
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/readyz", c.http_addr);
+    assert_eq!(
+        poll_status(&client, &url, 200, Duration::from_secs(10)).await,
+        200
+    );
+    let after: Value = client
+        .post(format!("http://{}/v1/score", c.http_addr))
+        .json(&serde_json::json!({"customer_id": "2346"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["probability_of_default"], before["probability_of_default"]);
+    c.shutdown().await;
+
+    // Other parties configured: loading is a clear error.
+    let cfg = coordinator_config(
+        pki.path("coordinator"),
+        pki.path("models-c"),
+        &["bank-a", "bank-c"],
+    );
+    let c = Coordinator::start(cfg).await.unwrap();
+    let err = c.activate_saved().await.unwrap_err().to_string();
+    assert!(
+        err.contains("bank-a, bank-b") && err.contains("bank-a, bank-c"),
+        "{err}"
+    );
+    c.shutdown().await;
+    guest.unwrap().stop().await;
+    host.unwrap().stop().await;
+}

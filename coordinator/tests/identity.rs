@@ -1,0 +1,88 @@
+//! Mutual TLS and identity over real QUIC: only certificates from the federation CA, naming
+//! the right identity, get in, in both directions.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+use tessera_certs::Identity;
+use tessera_coordinator::app::Coordinator;
+
+/// Starts a coordinator expecting bank-a and bank-b with the given TLS directory.
+async fn coordinator(pki: &Pki, tls: std::path::PathBuf) -> Coordinator {
+    Coordinator::start(coordinator_config(
+        tls,
+        pki.path("models-c"),
+        &["bank-a", "bank-b"],
+    ))
+    .await
+    .unwrap()
+}
+
+/// Asserts a party never gets connected, and the coordinator never registers `as_id`.
+async fn assert_refused(c: &Coordinator, mut party: RunningParty, as_id: &str) {
+    assert!(
+        !party.connects_within(Duration::from_secs(2)).await,
+        "party should have been refused"
+    );
+    assert!(!c.serving.registry().is_connected(&pid(as_id)));
+    party.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn party_with_certificate_from_another_ca_is_refused() {
+    let pki = Pki::new();
+    let c = coordinator(&pki, pki.leaf("coordinator", Identity::Coordinator, false)).await;
+    let tls = pki.leaf("bank-a-foreign", Identity::Party(pid("bank-a")), true);
+    let party = start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest"));
+    assert_refused(&c, party, "bank-a").await;
+    // Control: the same party with a proper certificate gets in.
+    let tls = pki.leaf("bank-a", Identity::Party(pid("bank-a")), false);
+    let mut ok = start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest"));
+    assert!(ok.connects_within(Duration::from_secs(10)).await);
+    assert!(c.serving.registry().is_connected(&pid("bank-a")));
+    ok.stop().await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_with_certificate_from_another_ca_is_refused_by_the_party() {
+    let pki = Pki::new();
+    let c = coordinator(&pki, pki.leaf("coordinator-foreign", Identity::Coordinator, true)).await;
+    let tls = pki.leaf("bank-a", Identity::Party(pid("bank-a")), false);
+    let party = start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest"));
+    assert_refused(&c, party, "bank-a").await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_for_another_party_is_refused() {
+    let pki = Pki::new();
+    let c = coordinator(&pki, pki.leaf("coordinator", Identity::Coordinator, false)).await;
+    // bank-b's certificate, configured as bank-a.
+    let tls = pki.leaf("bank-b", Identity::Party(pid("bank-b")), false);
+    let party = start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest"));
+    assert_refused(&c, party, "bank-a").await;
+    assert!(!c.serving.registry().is_connected(&pid("bank-b")));
+    // A valid certificate for a party this federation does not list.
+    let tls = pki.leaf("bank-z", Identity::Party(pid("bank-z")), false);
+    let party = start_party(party_config("bank-z", tls, c.quic_addr, pki.path("m"), "guest"));
+    assert_refused(&c, party, "bank-z").await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_certificate_cannot_pose_as_the_coordinator() {
+    let pki = Pki::new();
+    // The "coordinator" presents bank-b's certificate (client-auth only, party identity).
+    let c = coordinator(
+        &pki,
+        pki.leaf("bank-b-as-coord", Identity::Party(pid("bank-b")), false),
+    )
+    .await;
+    let tls = pki.leaf("bank-a", Identity::Party(pid("bank-a")), false);
+    let party = start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest"));
+    assert_refused(&c, party, "bank-a").await;
+    c.shutdown().await;
+}

@@ -1,0 +1,188 @@
+//! Shared helpers for the loopback tests: certificates, configs, in-process parties.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_certs::issue::{self, LeafRequest};
+use tessera_certs::{Identity, PartyId};
+use tessera_common::config::TransportSettings;
+use tessera_common::data::{FeatureTable, LoadOptions};
+use tessera_common::shutdown::{self, ShutdownTrigger};
+use tessera_coordinator::config::{CoordinatorConfig, HttpSettings, TrainingConfig};
+use tessera_party::config::{DataConfig, PartyConfig, PartyLimits};
+use tessera_party::run::LinkState;
+use tessera_party::service::PartyService;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub const FED: &str = "tessera";
+
+pub fn pid(s: &str) -> PartyId {
+    PartyId::new(s).unwrap()
+}
+
+/// A federation CA and a foreign one, in a temporary directory.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        issue::create_ca(&dir.path().join("ca"), FED, 30, false).unwrap();
+        issue::create_ca(&dir.path().join("foreign-ca"), FED, 30, false).unwrap();
+        Self { dir }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// Issues a leaf into `<dir>/<name>` signed by our CA (or the foreign one), and makes the
+    /// directory trust *our* CA either way (the holder believes it belongs to our federation).
+    pub fn leaf(&self, name: &str, identity: Identity, foreign: bool) -> PathBuf {
+        let out = self.path(name);
+        let ca = if foreign {
+            self.path("foreign-ca")
+        } else {
+            self.path("ca")
+        };
+        issue::issue_leaf(&ca, &LeafRequest::new(FED, identity), &out, true).unwrap();
+        std::fs::copy(self.path("ca").join("ca.crt"), out.join("ca.crt")).unwrap();
+        out
+    }
+}
+
+pub fn data_file(which: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/default_credit")
+        .join(format!("default_credit_hetero_{which}.csv.gz"))
+}
+
+pub fn fast_transport() -> TransportSettings {
+    TransportSettings {
+        connect_timeout_ms: 2_000,
+        request_timeout_ms: 1_000,
+        idle_timeout_ms: 3_000,
+        keep_alive_ms: 500,
+        reconnect_min_ms: 50,
+        reconnect_max_ms: 500,
+        ..Default::default()
+    }
+}
+
+pub fn coordinator_config(tls_dir: PathBuf, model_dir: PathBuf, parties: &[&str]) -> CoordinatorConfig {
+    let c = CoordinatorConfig {
+        listen_quic: "127.0.0.1:0".parse().unwrap(),
+        listen_http: "127.0.0.1:0".parse().unwrap(),
+        tls_dir,
+        model_dir,
+        parties: parties.iter().map(|p| pid(p)).collect(),
+        model_id: None,
+        http: HttpSettings::default(),
+        score: Default::default(),
+        training: TrainingConfig {
+            epochs: 2,
+            max_rows: Some(3_000),
+            ..Default::default()
+        },
+        transport: fast_transport(),
+    };
+    c.validate().unwrap();
+    c
+}
+
+pub fn party_config(
+    id: &str,
+    tls_dir: PathBuf,
+    coordinator: SocketAddr,
+    model_dir: PathBuf,
+    which: &str,
+) -> PartyConfig {
+    PartyConfig {
+        party_id: pid(id),
+        coordinator_addr: coordinator,
+        coordinator_name: "localhost".into(),
+        tls_dir,
+        model_dir,
+        data: DataConfig {
+            path: data_file(which),
+            id_column: "id".into(),
+            label_column: (which == "guest").then(|| "y".to_string()),
+            max_rows: 100_000,
+            limit: Some(3_000),
+        },
+        limits: PartyLimits::default(),
+        transport: fast_transport(),
+    }
+}
+
+/// A party running in this process over real QUIC.
+pub struct RunningParty {
+    trigger: ShutdownTrigger,
+    task: JoinHandle<()>,
+    pub state: watch::Receiver<LinkState>,
+}
+
+pub fn start_party(cfg: PartyConfig) -> RunningParty {
+    let opts = LoadOptions {
+        id_column: cfg.data.id_column.clone(),
+        label_column: cfg.data.label_column.clone(),
+        max_rows: cfg.data.max_rows,
+        limit: cfg.data.limit,
+    };
+    let data = FeatureTable::load(&cfg.data.path, &opts).unwrap();
+    let service = Arc::new(PartyService::new(
+        cfg.party_id.clone(),
+        data,
+        cfg.model_dir.clone(),
+        cfg.limits.clone(),
+    ));
+    let (trigger, sd) = shutdown::channel();
+    let (tx, rx) = watch::channel(LinkState::Disconnected);
+    let task = tokio::spawn(async move {
+        tessera_party::run::run(cfg, service, sd, tx).await.unwrap();
+    });
+    RunningParty {
+        trigger,
+        task,
+        state: rx,
+    }
+}
+
+impl RunningParty {
+    pub async fn stop(self) {
+        self.trigger.trigger();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Whether the party reaches `Connected` within `within`.
+    pub async fn connects_within(&mut self, within: Duration) -> bool {
+        tokio::time::timeout(within, self.state.wait_for(|s| *s == LinkState::Connected))
+            .await
+            .is_ok()
+    }
+}
+
+/// Polls `url` until it answers `status` or `within` passes; returns the last status.
+pub async fn poll_status(client: &reqwest::Client, url: &str, status: u16, within: Duration) -> u16 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = client
+            .get(url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if got == status || tokio::time::Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

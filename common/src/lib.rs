@@ -8,12 +8,14 @@
 //! - [`model`]: split-NN math on ndarray (dense layers, Adam, metrics, the score scale).
 //! - [`data`]: loading a party's CSV feature slice keyed by customer id.
 //! - [`config`]: transport settings with documented defaults, reconnect backoff.
+//! - [`logging`]: log setup for the binaries.
 //! - [`shutdown`]: the shutdown signal tasks select against.
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod config;
 pub mod data;
 pub mod federation;
+pub mod logging;
 pub mod model;
 pub mod protocol;
 pub mod shutdown;

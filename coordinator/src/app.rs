@@ -218,7 +218,8 @@ impl Coordinator {
         for t in self.tasks {
             let _ = t.await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        // Closed connections drain for 3 PTOs before the endpoint releases its socket.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle()).await;
         info!("coordinator stopped");
     }
 }

@@ -125,6 +125,7 @@ fn new_request_id() -> String {
 pub fn router(state: AppState, http: &HttpSettings) -> Router {
     Router::new()
         .route("/v1/score", post(score))
+        .route("/v1/model", get(model))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -233,6 +234,18 @@ async fn score(
             err.parties = party_out(e.parties());
             Err(err)
         }
+    }
+}
+
+async fn model(State(state): State<AppState>) -> Result<Response, ApiError> {
+    match state.serving.active() {
+        Some(m) => Ok(axum::Json(&m.manifest).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "model_not_loaded",
+            "no model is loaded",
+            &new_request_id(),
+        )),
     }
 }
 

@@ -14,10 +14,13 @@ use crate::serving::Serving;
 /// Most handshakes in progress at once; more incoming connections wait.
 const MAX_HANDSHAKES: usize = 64;
 
-/// Accepts parties until shutdown.
+/// Accepts parties until shutdown; returns once every connection task has finished.
 pub async fn run(endpoint: Endpoint, serving: Arc<Serving>, mut shutdown: Shutdown) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        // Reap finished connection tasks so the set stays small.
+        while connections.try_join_next().is_some() {}
         let incoming = tokio::select! {
             i = endpoint.accept() => match i {
                 Some(i) => i,
@@ -30,7 +33,7 @@ pub async fn run(endpoint: Endpoint, serving: Arc<Serving>, mut shutdown: Shutdo
         };
         let serving = serving.clone();
         let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let remote = incoming.remote_address();
             let settings = serving.registry().settings().clone();
             let accepted = transport::accept(incoming, serving.parties(), &settings).await;
@@ -54,4 +57,6 @@ pub async fn run(endpoint: Endpoint, serving: Arc<Serving>, mut shutdown: Shutdo
             serving.registry().remove_if_current(&party, &conn);
         });
     }
+    // Handshakes in progress end with the endpoint; established connections see shutdown.
+    while connections.join_next().await.is_some() {}
 }

@@ -41,14 +41,6 @@ enum Cmd {
     },
 }
 
-fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-}
-
 fn load(path: &std::path::Path) -> Result<CoordinatorConfig> {
     CoordinatorConfig::load(path)
         .map_err(anyhow::Error::msg)
@@ -86,7 +78,7 @@ async fn train_now(c: &Coordinator, model_id: Option<String>) -> Result<()> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    init_tracing();
+    tessera_common::logging::init();
     match Cli::parse().cmd {
         Cmd::Serve { config, train } => {
             let c = Coordinator::start(load(&config)?)

@@ -74,6 +74,7 @@ async fn trains_and_scores_over_mutual_tls_quic() {
     let (status, body) = fed.score("25115").await;
     assert_eq!(status, 503);
     assert_eq!(body["error"]["code"], "model_not_loaded");
+    assert_eq!(fed.status("/v1/model").await, 503);
 
     let manifest = fed
         .coordinator
@@ -89,6 +90,18 @@ async fn trains_and_scores_over_mutual_tls_quic() {
     );
     assert_eq!(fed.status("/readyz").await, 200);
     assert_eq!(fed.status("/healthz").await, 200);
+    let model: Value = fed
+        .client
+        .get(format!("{}/v1/model", fed.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(model["model_id"], "test-model");
+    assert_eq!(model["parties"][0]["party_id"], "bank-a");
+    assert_eq!(model["parties"][1]["n_features"], 10);
 
     // A known customer (first row of both files).
     let (status, body) = fed.score("25115").await;
@@ -263,7 +276,18 @@ async fn restarted_coordinator_serves_the_saved_model_and_checks_its_parties() {
         &["bank-a", "bank-b"],
     );
     cfg.listen_quic = quic;
-    let c = Coordinator::start(cfg).await.unwrap();
+    // quinn releases the UDP socket from its driver task shortly after shutdown returns.
+    let t0 = Instant::now();
+    let c = loop {
+        match Coordinator::start(cfg.clone()).await {
+            Ok(c) => break c,
+            Err(e) if t0.elapsed() < Duration::from_secs(5) => {
+                assert!(e.to_string().contains("in use"), "{e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
     let m = c.activate_saved().await.unwrap();
     assert_eq!(m.model_id, "saved");
     assert!(c.wait_for_parties(Some(Duration::from_secs(15))).await);

@@ -1,1 +1,328 @@
-fn main() {}
+//! `tessera-demo`: the embedded demo. Issues certificates, starts two parties (bank-a, the
+//! lender holding labels, and bank-b) and a coordinator as separate processes talking QUIC
+//! with mutual TLS on loopback, trains on the shipped `default_credit` data, and prints a
+//! ready-to-paste `curl` command. Ctrl-C stops everything.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use tokio::process::{Child, Command};
+
+/// Marks a directory as created by the demo, so re-running may wipe it.
+const MARKER: &str = ".tessera-demo";
+/// A customer present at both banks (first row of both files).
+const SAMPLE_CUSTOMER: &str = "25115";
+
+#[derive(Parser)]
+#[command(
+    name = "tessera-demo",
+    version,
+    about = "Run a two-bank Tessera federation on this machine"
+)]
+struct Cli {
+    /// Working directory for certificates, configs and models (recreated on each run).
+    #[arg(long, default_value = "demo-run")]
+    dir: PathBuf,
+    /// Directory holding default_credit_hetero_{guest,host}.csv(.gz).
+    #[arg(long, default_value = "data/default_credit")]
+    data_dir: PathBuf,
+    /// HTTP address of the scoring API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// QUIC address the parties dial.
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    quic: SocketAddr,
+    /// Score the sample customer once the federation is ready, print it, and exit (for CI).
+    #[arg(long)]
+    smoke: bool,
+    /// Longest wait for training and readiness, seconds.
+    #[arg(long, default_value_t = 600)]
+    ready_timeout: u64,
+}
+
+fn find_data(dir: &Path, which: &str) -> Result<PathBuf> {
+    for name in [
+        format!("default_credit_hetero_{which}.csv"),
+        format!("default_credit_hetero_{which}.csv.gz"),
+    ] {
+        let p = dir.join(name);
+        if p.exists() {
+            return std::fs::canonicalize(&p).with_context(|| format!("resolving {}", p.display()));
+        }
+    }
+    bail!(
+        "no default_credit_hetero_{which}.csv(.gz) in {} (run from the repository root or pass --data-dir)",
+        dir.display()
+    )
+}
+
+fn sibling(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating tessera-demo")?;
+    let p = exe.parent().context("exe has no directory")?.join(name);
+    if !p.exists() {
+        bail!(
+            "{} not found next to tessera-demo; build with `cargo build --release --workspace` (scripts/demo does)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+fn prepare_dir(dir: &Path) -> Result<PathBuf> {
+    if dir.exists() {
+        if !dir.join(MARKER).exists() {
+            bail!(
+                "{} exists and was not made by the demo; choose another --dir",
+                dir.display()
+            );
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join(MARKER), "created by tessera-demo; safe to delete\n")?;
+    std::fs::canonicalize(dir).context("resolving demo directory")
+}
+
+fn check_free(http: SocketAddr, quic: SocketAddr) -> Result<()> {
+    TcpListener::bind(http).with_context(|| format!("HTTP address {http} is in use (pass --http)"))?;
+    UdpSocket::bind(quic).with_context(|| format!("QUIC address {quic} is in use (pass --quic)"))?;
+    Ok(())
+}
+
+async fn run_tool(bin: &Path, args: &[&str]) -> Result<()> {
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .await
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} {} failed: {}",
+            bin.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn toml_path(p: &Path) -> String {
+    // TOML basic strings: escape backslashes and quotes.
+    p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+fn spawn(bin: &Path, args: &[&str], name: &str) -> Result<Child> {
+    let mut cmd = Command::new(bin);
+    cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "info");
+    }
+    cmd.spawn().with_context(|| format!("starting {name}"))
+}
+
+async fn stop_all(children: &mut [(String, Child)]) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    for (_, c) in children.iter() {
+        if let Some(pid) = c.id().and_then(|p| i32::try_from(p).ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    for (name, c) in children.iter_mut() {
+        match tokio::time::timeout(Duration::from_secs(10), c.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("{name} did not stop in 10 s; killing it");
+                let _ = c.kill().await;
+            }
+        }
+    }
+}
+
+async fn wait_ready(
+    client: &reqwest::Client,
+    url: &str,
+    children: &mut [(String, Child)],
+    limit: Duration,
+) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        for (name, c) in children.iter_mut() {
+            if let Some(status) = c.try_wait()? {
+                bail!("{name} exited early ({status}); see its log above");
+            }
+        }
+        if start.elapsed() > limit {
+            bail!("federation not ready after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let certs = sibling("tessera-certs")?;
+    let party = sibling("tessera-party")?;
+    let coordinator = sibling("tessera-coordinator")?;
+    let guest_data = find_data(&cli.data_dir, "guest")?;
+    let host_data = find_data(&cli.data_dir, "host")?;
+    check_free(cli.http, cli.quic)?;
+    let dir = prepare_dir(&cli.dir)?;
+
+    // Certificates: a federation CA, the coordinator, and one per bank.
+    let p = |s: &str| dir.join(s).display().to_string();
+    run_tool(&certs, &["ca", "--out", &p("pki/ca")]).await?;
+    run_tool(
+        &certs,
+        &[
+            "issue",
+            "--ca",
+            &p("pki/ca"),
+            "--out",
+            &p("pki/coordinator"),
+            "--coordinator",
+        ],
+    )
+    .await?;
+    for bank in ["bank-a", "bank-b"] {
+        run_tool(
+            &certs,
+            &[
+                "issue",
+                "--ca",
+                &p("pki/ca"),
+                "--out",
+                &p(&format!("pki/{bank}")),
+                "--party",
+                bank,
+            ],
+        )
+        .await?;
+    }
+    println!("certificates issued in {}", dir.join("pki").display());
+
+    let coordinator_cfg = dir.join("coordinator.toml");
+    std::fs::write(
+        &coordinator_cfg,
+        format!(
+            "listen_quic = \"{}\"\nlisten_http = \"{}\"\ntls_dir = \"{}\"\nmodel_dir = \"{}\"\nparties = [\"bank-a\", \"bank-b\"]\n",
+            cli.quic,
+            cli.http,
+            toml_path(&dir.join("pki/coordinator")),
+            toml_path(&dir.join("models/coordinator")),
+        ),
+    )?;
+    let mut party_cfgs = Vec::new();
+    for (bank, data, label) in [("bank-a", &guest_data, Some("y")), ("bank-b", &host_data, None)] {
+        let cfg = dir.join(format!("{bank}.toml"));
+        let label = label
+            .map(|l| format!("label_column = \"{l}\"\n"))
+            .unwrap_or_default();
+        std::fs::write(
+            &cfg,
+            format!(
+                "party_id = \"{bank}\"\ncoordinator_addr = \"{}\"\ncoordinator_name = \"localhost\"\ntls_dir = \"{}\"\nmodel_dir = \"{}\"\n\n[data]\npath = \"{}\"\n{label}",
+                cli.quic,
+                toml_path(&dir.join(format!("pki/{bank}"))),
+                toml_path(&dir.join(format!("models/{bank}"))),
+                toml_path(data),
+            ),
+        )?;
+        party_cfgs.push((bank, cfg));
+    }
+
+    let mut children = Vec::new();
+    let ccfg = coordinator_cfg.display().to_string();
+    children.push((
+        "coordinator".to_string(),
+        spawn(
+            &coordinator,
+            &["serve", "--config", &ccfg, "--train"],
+            "coordinator",
+        )?,
+    ));
+    for (bank, cfg) in &party_cfgs {
+        let cfg = cfg.display().to_string();
+        children.push((bank.to_string(), spawn(&party, &["--config", &cfg], bank)?));
+    }
+
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let base = format!("http://{}", cli.http);
+    let ready_url = format!("{base}/readyz");
+    let outcome = async {
+        tokio::select! {
+            r = wait_ready(&client, &ready_url, &mut children, Duration::from_secs(cli.ready_timeout)) => r?,
+            _ = tokio::signal::ctrl_c() => return Ok(false),
+        }
+        let body = format!("{{\"customer_id\": \"{SAMPLE_CUSTOMER}\"}}");
+        let answer = client
+            .post(format!("{base}/v1/score"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .context("scoring the sample customer")?;
+        let status = answer.status();
+        let text = answer.text().await.unwrap_or_default();
+        let model: serde_json::Value = match client.get(format!("{base}/v1/model")).send().await {
+            Ok(r) => r.json().await.unwrap_or_default(),
+            Err(_) => serde_json::Value::Null,
+        };
+        let m = &model["metrics"];
+        println!();
+        println!(
+            "Model {}: holdout AUC {:.4}, KS {:.4} on {} customers ({} held out), trained in {:.1} s",
+            model["model_id"].as_str().unwrap_or("?"),
+            m["holdout_auc"].as_f64().unwrap_or(f64::NAN),
+            m["holdout_ks"].as_f64().unwrap_or(f64::NAN),
+            m["aligned_rows"],
+            m["holdout_rows"],
+            m["training_seconds"].as_f64().unwrap_or(f64::NAN),
+        );
+        println!("Tessera federation is up: coordinator + bank-a (lender, labels) + bank-b, mutual-TLS QUIC on {}", cli.quic);
+        println!("  API:     {base}/v1/score   health: {base}/healthz   ready: {base}/readyz   model: {base}/v1/model   metrics: {base}/metrics");
+        println!("  Try:     curl -s -X POST {base}/v1/score -H 'content-type: application/json' -d '{body}'");
+        println!("  Answer:  {text}");
+        println!();
+        if !status.is_success() {
+            bail!("sample scoring request failed with {status}");
+        }
+        Ok(true)
+    }
+    .await;
+    let keep_running = match outcome {
+        Ok(k) => k && !cli.smoke,
+        Err(e) => {
+            stop_all(&mut children).await;
+            return Err(e);
+        }
+    };
+    if keep_running {
+        println!("Press Ctrl-C to stop.");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if children.iter_mut().any(|(_, c)| matches!(c.try_wait(), Ok(Some(_)))) { break; }
+                }
+            } => eprintln!("a process exited; stopping the demo"),
+        }
+    }
+    println!("stopping...");
+    stop_all(&mut children).await;
+    println!("stopped.");
+    Ok(())
+}

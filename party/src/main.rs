@@ -25,11 +25,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    tessera_common::logging::init();
     let cli = Cli::parse();
     let config = PartyConfig::load(&cli.config)
         .map_err(anyhow::Error::msg)

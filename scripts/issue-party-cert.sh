@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Issues a certificate for one party (bank), signed by the federation CA.
+#
+#   scripts/issue-party-cert.sh PARTY_ID CA_DIR OUT_DIR [extra tessera-certs issue flags]
+#
+# Creates the CA in CA_DIR first if it does not exist (development use; see docs).
+# OUT_DIR receives tls.crt, tls.key (mode 0600) and ca.crt: give it to the party's
+# `tls_dir`. The identity spiffe://<federation>/party/PARTY_ID is written into a URI SAN.
+set -euo pipefail
+if [ $# -lt 3 ]; then
+  echo "usage: $0 PARTY_ID CA_DIR OUT_DIR [--federation NAME] [--days N] [--force]" >&2
+  exit 2
+fi
+party=$1 ca=$2 out=$3
+shift 3
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${TESSERA_CERTS:-}
+if [ -z "$bin" ]; then
+  cargo build --release --quiet -p tessera-certs --manifest-path "$root/Cargo.toml"
+  bin="$root/target/release/tessera-certs"
+fi
+fed_args=()
+for ((i = 1; i <= $#; i++)); do
+  if [ "${!i}" = "--federation" ]; then j=$((i + 1)); fed_args=(--federation "${!j}"); fi
+done
+if [ ! -f "$ca/ca.crt" ]; then
+  "$bin" ca --out "$ca" "${fed_args[@]}"
+fi
+exec "$bin" issue --ca "$ca" --out "$out" --party "$party" "$@"

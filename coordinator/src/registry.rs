@@ -20,6 +20,8 @@ struct Link {
     conn: Connection,
     /// The model this party has loaded for scoring, as far as the coordinator knows.
     model: Option<String>,
+    /// Whether the last request to this party timed out (cleared by the next answer).
+    unresponsive: bool,
 }
 
 /// The connected parties.
@@ -80,11 +82,16 @@ impl Registry {
 
     /// Registers a new connection, closing any older one of the same party.
     pub fn insert(&self, party: PartyId, conn: Connection) {
-        let old = self
-            .links
-            .write()
-            .ok()
-            .and_then(|mut m| m.insert(party.clone(), Link { conn, model: None }));
+        let old = self.links.write().ok().and_then(|mut m| {
+            m.insert(
+                party.clone(),
+                Link {
+                    conn,
+                    model: None,
+                    unresponsive: false,
+                },
+            )
+        });
         if let Some(old) = old {
             old.conn.close(
                 VarInt::from_u32(close_code::REPLACED),
@@ -118,6 +125,24 @@ impl Registry {
             && link.conn.stable_id() == conn.stable_id()
         {
             link.model = model;
+        }
+    }
+
+    /// Whether the last request to the party timed out with no answer since (a party that
+    /// died without closing its connection shows here before the idle timeout notices).
+    pub fn is_unresponsive(&self, party: &PartyId) -> bool {
+        self.links
+            .read()
+            .is_ok_and(|m| m.get(party).is_some_and(|l| l.unresponsive))
+    }
+
+    fn set_unresponsive(&self, party: &PartyId, conn: &Connection, value: bool) {
+        if let Ok(mut m) = self.links.write()
+            && let Some(link) = m.get_mut(party)
+            && link.conn.stable_id() == conn.stable_id()
+            && link.unresponsive != value
+        {
+            link.unresponsive = value;
         }
     }
 
@@ -171,16 +196,20 @@ impl Registry {
         let result = transport::call(&conn, request, &self.settings, deadline).await;
         let label = party.as_str();
         match &result {
-            Ok(_) => self
-                .metrics
-                .party_latency
-                .with_label_values(&[label, kind(request)])
-                .observe(started.elapsed().as_secs_f64()),
-            Err(transport::TransportError::Timeout(..)) => self
-                .metrics
-                .party_failures
-                .with_label_values(&[label, "timeout"])
-                .inc(),
+            Ok(_) => {
+                self.set_unresponsive(party, &conn, false);
+                self.metrics
+                    .party_latency
+                    .with_label_values(&[label, kind(request)])
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            Err(transport::TransportError::Timeout(..)) => {
+                self.set_unresponsive(party, &conn, true);
+                self.metrics
+                    .party_failures
+                    .with_label_values(&[label, "timeout"])
+                    .inc();
+            }
             Err(_) => self
                 .metrics
                 .party_failures

@@ -120,6 +120,8 @@ pub struct PartyReadiness {
     pub party: PartyId,
     /// Whether it is connected.
     pub connected: bool,
+    /// Whether its last request timed out.
+    pub unresponsive: bool,
     /// The model it has loaded.
     pub model: Option<String>,
 }
@@ -226,12 +228,18 @@ impl Serving {
             .map(|p| PartyReadiness {
                 party: p.clone(),
                 connected: self.registry.is_connected(p),
+                unresponsive: self.registry.is_unresponsive(p),
                 model: self.registry.model_of(p),
             })
             .collect();
         for p in &parties {
             if !p.connected {
                 reasons.push(format!("party {} is not connected", p.party));
+            } else if p.unresponsive {
+                reasons.push(format!(
+                    "party {} did not answer its last request in time",
+                    p.party
+                ));
             } else if model_version.is_some() && p.model != model_version {
                 reasons.push(format!("party {} has not loaded the model", p.party));
             }

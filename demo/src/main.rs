@@ -311,14 +311,24 @@ async fn main() -> Result<()> {
     };
     if keep_running {
         println!("Press Ctrl-C to stop.");
+        let mut reported = vec![false; children.len()];
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async {
                 loop {
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    if children.iter_mut().any(|(_, c)| matches!(c.try_wait(), Ok(Some(_)))) { break; }
+                    for (i, (name, c)) in children.iter_mut().enumerate() {
+                        if let Ok(Some(status)) = c.try_wait() && !reported[i] {
+                            reported[i] = true;
+                            if i == 0 {
+                                eprintln!("{name} exited ({status}); stopping the demo");
+                                return;
+                            }
+                            eprintln!("{name} exited ({status}); scoring now answers 503 and /readyz says why");
+                        }
+                    }
                 }
-            } => eprintln!("a process exited; stopping the demo"),
+            } => {}
         }
     }
     println!("stopping...");

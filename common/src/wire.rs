@@ -289,6 +289,37 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// Short name of the request kind, for logs and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Request::Describe => "describe",
+            Request::ListIds { .. } => "list_ids",
+            Request::Labels { .. } => "labels",
+            Request::TrainInit { .. } => "train_init",
+            Request::Forward { .. } => "forward",
+            Request::Backward { .. } => "backward",
+            Request::Checkpoint { .. } => "checkpoint",
+            Request::Restore { .. } => "restore",
+            Request::Save { .. } => "save",
+            Request::Load { .. } => "load",
+            Request::Embed { .. } => "embed",
+        }
+    }
+}
+
+/// Whether `id` can name a model: 1–64 characters of `A-Za-z0-9._-`, not starting with `.`.
+/// Model ids become file and directory names at every party and the coordinator, so this is
+/// also what keeps them inside their directories.
+pub fn valid_model_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// Stable error codes a party returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ErrorCode {
@@ -694,6 +725,14 @@ mod tests {
             decode(&frame, &limits),
             Err(FrameError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn model_ids_cannot_escape_a_directory() {
+        assert!(valid_model_id("model-2026.11_a"));
+        for bad in ["", "../x", "a/b", ".hidden", &"x".repeat(65)] {
+            assert!(!valid_model_id(bad), "{bad}");
+        }
     }
 
     #[test]

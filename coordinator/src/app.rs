@@ -167,6 +167,9 @@ impl Coordinator {
         on_epoch: impl FnMut(&EpochReport),
     ) -> Result<Manifest, Error> {
         let model_id = model_id.unwrap_or_else(new_model_id);
+        if !tessera_common::wire::valid_model_id(&model_id) {
+            return Err(artifact::ArtifactError::InvalidId(model_id).into());
+        }
         let trained = train::train(
             self.serving.registry(),
             &self.config.parties,

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tessera_common::model::Mlp;
-use tessera_common::wire::PartyId;
+use tessera_common::wire::{PartyId, valid_model_id};
 
 use crate::config::TrainingConfig;
 
@@ -97,16 +97,6 @@ pub enum ArtifactError {
     /// A model id that is not a safe file name.
     #[error("invalid model id {0:?}")]
     InvalidId(String),
-}
-
-/// Model ids are directory names: 1–64 characters of `A-Za-z0-9._-`, not starting with `.`.
-pub fn valid_model_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 #[derive(Serialize, Deserialize)]

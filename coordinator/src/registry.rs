@@ -48,23 +48,6 @@ pub enum CallError {
     },
 }
 
-/// Short name of a request kind, for metrics and logs.
-pub fn kind(r: &Request) -> &'static str {
-    match r {
-        Request::Describe => "describe",
-        Request::ListIds { .. } => "list_ids",
-        Request::Labels { .. } => "labels",
-        Request::TrainInit { .. } => "train_init",
-        Request::Forward { .. } => "forward",
-        Request::Backward { .. } => "backward",
-        Request::Checkpoint { .. } => "checkpoint",
-        Request::Restore { .. } => "restore",
-        Request::Save { .. } => "save",
-        Request::Load { .. } => "load",
-        Request::Embed { .. } => "embed",
-    }
-}
-
 impl Registry {
     /// An empty registry.
     pub fn new(settings: TransportSettings, metrics: Metrics) -> Self {
@@ -200,7 +183,7 @@ impl Registry {
                 self.set_unresponsive(party, &conn, false);
                 self.metrics
                     .party_latency
-                    .with_label_values(&[label, kind(request)])
+                    .with_label_values(&[label, request.kind()])
                     .observe(started.elapsed().as_secs_f64());
             }
             Err(transport::TransportError::Timeout(..)) => {

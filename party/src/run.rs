@@ -8,7 +8,7 @@ use rand::Rng;
 use tessera_common::config::Backoff;
 use tessera_common::shutdown::Shutdown;
 use tessera_common::transport::{self, TlsMaterial, close_code};
-use tessera_common::wire::{Message, Request, Response};
+use tessera_common::wire::{Message, Response};
 use tokio::sync::{Semaphore, watch};
 use tracing::{debug, error, info, warn};
 
@@ -102,22 +102,6 @@ async fn serve(
     }
 }
 
-fn request_kind(r: &Request) -> &'static str {
-    match r {
-        Request::Describe => "describe",
-        Request::ListIds { .. } => "list_ids",
-        Request::Labels { .. } => "labels",
-        Request::TrainInit { .. } => "train_init",
-        Request::Forward { .. } => "forward",
-        Request::Backward { .. } => "backward",
-        Request::Checkpoint { .. } => "checkpoint",
-        Request::Restore { .. } => "restore",
-        Request::Save { .. } => "save",
-        Request::Load { .. } => "load",
-        Request::Embed { .. } => "embed",
-    }
-}
-
 async fn handle_stream(
     mut send: SendStream,
     mut recv: RecvStream,
@@ -149,7 +133,7 @@ async fn handle_stream(
             return;
         }
     };
-    let kind = request_kind(&request);
+    let kind = request.kind();
     // Model math is CPU work: keep it off the async threads.
     let response = match tokio::task::spawn_blocking(move || service.handle(request)).await {
         Ok(r) => r,

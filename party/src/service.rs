@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use ndarray::Array2;
 use tessera_common::data::FeatureTable;
 use tessera_common::model::{Adam, Cache, Standardizer};
-use tessera_common::wire::{ErrorCode, Matrix, PartyId, PartyInfo, Request, Response};
+use tessera_common::wire::{ErrorCode, Matrix, PartyId, PartyInfo, Request, Response, valid_model_id};
 
-use crate::bottom::{BottomModel, valid_model_id};
+use crate::bottom::BottomModel;
 use crate::config::PartyLimits;
 
 /// A training session in progress.

@@ -3,9 +3,10 @@
 #
 #   scripts/issue-party-cert.sh PARTY_ID CA_DIR OUT_DIR [extra tessera-certs issue flags]
 #
-# Creates the CA in CA_DIR first if it does not exist (development use; see docs).
-# OUT_DIR receives tls.crt, tls.key (mode 0600) and ca.crt: give it to the party's
-# `tls_dir`. The identity spiffe://<federation>/party/PARTY_ID is written into a URI SAN.
+# CA_DIR is the federation PKI made by `tessera-certs init` (created here if missing, for
+# development). OUT_DIR receives tls.crt (leaf + intermediate), tls.key (mode 0600), ca.crt
+# (root) and crl.pem: point the party's `tls_dir` at it. The identity
+# spiffe://<federation>/party/PARTY_ID is written into a URI SAN. See docs/CERTIFICATES.md.
 set -euo pipefail
 if [ $# -lt 3 ]; then
   echo "usage: $0 PARTY_ID CA_DIR OUT_DIR [--federation NAME] [--days N] [--force]" >&2
@@ -17,13 +18,13 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${TESSERA_CERTS:-}
 if [ -z "$bin" ]; then
   cargo build --release --quiet -p tessera-certs --manifest-path "$root/Cargo.toml"
-  bin="$root/target/release/tessera-certs"
+  bin="${CARGO_TARGET_DIR:-$root/target}/release/tessera-certs"
 fi
 fed_args=()
 for ((i = 1; i <= $#; i++)); do
   if [ "${!i}" = "--federation" ]; then j=$((i + 1)); fed_args=(--federation "${!j}"); fi
 done
-if [ ! -f "$ca/ca.crt" ]; then
-  "$bin" ca --out "$ca" "${fed_args[@]}"
+if [ ! -f "$ca/intermediate/ca.key" ]; then
+  "$bin" init --out "$ca" "${fed_args[@]}"
 fi
 exec "$bin" issue --ca "$ca" --out "$out" --party "$party" "$@"

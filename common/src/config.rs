@@ -33,6 +33,12 @@ pub struct TransportSettings {
     pub max_frame_bytes: u32,
     /// Most concurrent request streams on one connection. Default 256.
     pub max_concurrent_streams: u32,
+    /// How often certificate, key, CA and CRL files are checked for changes (also on SIGHUP).
+    /// Default 5000 ms.
+    pub reload_interval_ms: u64,
+    /// Warn in the log when a certificate (ours or a peer's) expires within this many days.
+    /// Default 14.
+    pub cert_warn_days: u32,
 }
 
 impl Default for TransportSettings {
@@ -48,6 +54,8 @@ impl Default for TransportSettings {
             reconnect_max_ms: 10_000,
             max_frame_bytes: FrameLimits::default().max_data_payload,
             max_concurrent_streams: 256,
+            reload_interval_ms: 5_000,
+            cert_warn_days: 14,
         }
     }
 }
@@ -80,6 +88,11 @@ impl TransportSettings {
         Duration::from_millis(self.keep_alive_ms)
     }
 
+    /// [`Self::reload_interval_ms`] as a duration.
+    pub fn reload_interval(&self) -> Duration {
+        Duration::from_millis(self.reload_interval_ms)
+    }
+
     /// Checks that the values make sense together.
     ///
     /// # Errors
@@ -94,6 +107,7 @@ impl TransportSettings {
             ("reconnect_min_ms", self.reconnect_min_ms),
             ("max_frame_bytes", u64::from(self.max_frame_bytes)),
             ("max_concurrent_streams", u64::from(self.max_concurrent_streams)),
+            ("reload_interval_ms", self.reload_interval_ms),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("transport.{name} must be greater than 0"));

@@ -53,6 +53,71 @@ pub struct Coordinator {
     tasks: Vec<JoinHandle<()>>,
 }
 
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Keeps TLS current without a restart: applies new certificates, keys, roots and CRLs to new
+/// handshakes, and every reload interval closes connections of parties whose certificate is
+/// now revoked or expired, and warns about certificates close to expiry.
+async fn reload_tls(
+    config: CoordinatorConfig,
+    initial_revoked: std::collections::HashSet<String>,
+    endpoint: Endpoint,
+    serving: Arc<Serving>,
+    own_cert: Arc<std::sync::RwLock<Option<transport::CertInfo>>>,
+    mut shutdown: shutdown::Shutdown,
+) {
+    let revoked = Arc::new(std::sync::RwLock::new(initial_revoked));
+    let paths = TlsPaths::in_dir(&config.tls_dir);
+    let interval = config.transport.reload_interval();
+    let watcher = {
+        let (revoked, own_cert, endpoint) = (revoked.clone(), own_cert.clone(), endpoint.clone());
+        let warn_days = config.transport.cert_warn_days;
+        transport::reload::watch(paths, interval, shutdown.clone(), move |m| {
+            match transport::reconfigure_server(&endpoint, &m, &config.transport) {
+                Ok(()) => {
+                    transport::warn_if_expiring("coordinator", &m.leaf_info, warn_days);
+                    if let Ok(mut g) = own_cert.write() {
+                        *g = Some(m.leaf_info.clone());
+                    }
+                    if let Ok(mut g) = revoked.write() {
+                        *g = m.revoked_serials();
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "new TLS material rejected; keeping the current one"),
+            }
+        })
+    };
+    let sweeper = async {
+        let mut warned = std::collections::HashMap::<String, tokio::time::Instant>::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.recv() => return,
+            }
+            let set = revoked.read().map(|g| g.clone()).unwrap_or_default();
+            for party in serving.registry().close_untrusted(&set, unix_now()) {
+                tracing::warn!(party = %party, "closed connection: certificate revoked or expired");
+            }
+            for (party, cert) in serving.registry().peer_certificates() {
+                let due = warned
+                    .get(&cert.serial)
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(3600));
+                if due {
+                    transport::warn_if_expiring(
+                        party.as_str(),
+                        &cert,
+                        serving.registry().settings().cert_warn_days,
+                    );
+                    warned.insert(cert.serial.clone(), tokio::time::Instant::now());
+                }
+            }
+        }
+    };
+    tokio::join!(watcher, sweeper);
+}
+
 /// A fresh model id: `m-<UTC date and time>-<random>`.
 pub fn new_model_id() -> String {
     let now = time::OffsetDateTime::now_utc();
@@ -100,10 +165,17 @@ impl Coordinator {
         let http_addr = http_listener
             .local_addr()
             .map_err(|e| Error::HttpBind(config.listen_http, e))?;
+        let own_cert = Arc::new(std::sync::RwLock::new(Some(material.leaf_info.clone())));
+        transport::warn_if_expiring(
+            "coordinator",
+            &material.leaf_info,
+            config.transport.cert_warn_days,
+        );
         let state = AppState {
             serving: serving.clone(),
             metrics: metrics.clone(),
             scoring_slots: Arc::new(Semaphore::new(config.http.max_concurrent)),
+            own_cert: own_cert.clone(),
         };
         let app = http::router(state, &config.http);
         let mut http_shutdown = shutdown.clone();
@@ -115,6 +187,14 @@ impl Coordinator {
                 tracing::error!(error = %e, "HTTP server failed");
             }
         });
+        let reload_task = tokio::spawn(reload_tls(
+            config.clone(),
+            material.revoked_serials(),
+            endpoint.clone(),
+            serving.clone(),
+            own_cert,
+            shutdown.clone(),
+        ));
         let listener_task = tokio::spawn(crate::listener::run(endpoint.clone(), serving.clone(), shutdown));
         info!(%quic_addr, %http_addr, parties = config.parties.len(), "coordinator listening");
         Ok(Self {
@@ -124,7 +204,7 @@ impl Coordinator {
             config,
             endpoint,
             trigger,
-            tasks: vec![http_task, listener_task],
+            tasks: vec![http_task, listener_task, reload_task],
         })
     }
 

@@ -31,6 +31,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Caps concurrent scoring requests.
     pub scoring_slots: Arc<Semaphore>,
+    /// Our own certificate (kept current by the TLS reloader), for the expiry metric.
+    pub own_cert: Arc<std::sync::RwLock<Option<tessera_common::transport::CertInfo>>>,
 }
 
 /// Body of `POST /v1/score`.
@@ -264,6 +266,10 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let own = state.own_cert.read().ok().and_then(|g| g.clone());
+    let peers = state.serving.registry().peer_certificates();
+    state.metrics.refresh_cert_expiry(now, own.as_ref(), &peers);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -45,11 +45,21 @@ pub async fn run(endpoint: Endpoint, serving: Arc<Serving>, mut shutdown: Shutdo
                     return;
                 }
             };
-            info!(party = %party, %remote, "party connected");
-            serving.registry().insert(party.clone(), conn.clone());
-            if let Err(e) = serving.load_on_party(&party).await {
-                warn!(party = %party, error = %e, "party could not load the active model");
+            let cert = transport::peer_certificate(&conn);
+            if let Some(c) = &cert {
+                transport::warn_if_expiring(party.as_str(), c, settings.cert_warn_days);
             }
+            info!(party = %party, %remote, serial = cert.as_ref().map(|c| c.serial.as_str()).unwrap_or("?"), "party connected");
+            // Load the model before the connection becomes current, so that a party reconnecting
+            // (e.g. after rotating its certificate) never appears without the model.
+            let model = match serving.load_on_conn(&party, &conn).await {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(party = %party, error = %e, "party could not load the active model");
+                    None
+                }
+            };
+            serving.registry().insert(party.clone(), conn.clone(), model, cert);
             tokio::select! {
                 reason = conn.closed() => warn!(party = %party, %reason, "party disconnected"),
                 _ = shutdown.recv() => {}

@@ -3,6 +3,8 @@
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use tessera_common::transport::CertInfo;
+use tessera_common::wire::PartyId;
 
 /// Latency buckets from 100 µs to 10 s.
 const BUCKETS: &[f64] = &[
@@ -25,6 +27,8 @@ pub struct Metrics {
     pub party_failures: IntCounterVec,
     /// 1 when a model is active.
     pub model_loaded: IntGauge,
+    /// Seconds until each certificate expires: our own (`role="self"`) and connected peers'.
+    pub cert_expiry: IntGaugeVec,
 }
 
 impl Metrics {
@@ -66,12 +70,20 @@ impl Metrics {
             &["party", "outcome"],
         )?;
         let model_loaded = IntGauge::new("tessera_model_loaded", "1 when a model is active")?;
+        let cert_expiry = IntGaugeVec::new(
+            Opts::new(
+                "tessera_certificate_expiry_seconds",
+                "Seconds until the certificate expires",
+            ),
+            &["identity", "role", "serial"],
+        )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_latency.clone()))?;
         registry.register(Box::new(party_connected.clone()))?;
         registry.register(Box::new(party_latency.clone()))?;
         registry.register(Box::new(party_failures.clone()))?;
         registry.register(Box::new(model_loaded.clone()))?;
+        registry.register(Box::new(cert_expiry.clone()))?;
         Ok(Self {
             registry,
             http_requests,
@@ -80,7 +92,24 @@ impl Metrics {
             party_latency,
             party_failures,
             model_loaded,
+            cert_expiry,
         })
+    }
+
+    /// Sets the certificate expiry gauges to the given certificates as of `now` (Unix seconds),
+    /// dropping series of certificates no longer in use.
+    pub fn refresh_cert_expiry(&self, now: i64, own: Option<&CertInfo>, peers: &[(PartyId, CertInfo)]) {
+        self.cert_expiry.reset();
+        if let Some(c) = own {
+            self.cert_expiry
+                .with_label_values(&["coordinator", "self", &c.serial])
+                .set(c.seconds_left(now));
+        }
+        for (p, c) in peers {
+            self.cert_expiry
+                .with_label_values(&[p.as_str(), "peer", &c.serial])
+                .set(c.seconds_left(now));
+        }
     }
 
     /// The metrics in Prometheus text format.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use quinn::{Connection, VarInt};
 use tessera_common::config::TransportSettings;
 use tessera_common::protocol::fanout::{Fanout, Outcome};
-use tessera_common::transport::{self, close_code};
+use tessera_common::transport::{self, CertInfo, close_code};
 use tessera_common::wire::{PartyId, Request, Response};
 use tokio::task::JoinSet;
 
@@ -22,6 +22,8 @@ struct Link {
     model: Option<String>,
     /// Whether the last request to this party timed out (cleared by the next answer).
     unresponsive: bool,
+    /// The party's certificate on this connection.
+    cert: Option<CertInfo>,
 }
 
 /// The connected parties.
@@ -63,28 +65,76 @@ impl Registry {
         &self.settings
     }
 
-    /// Registers a new connection, closing any older one of the same party.
-    pub fn insert(&self, party: PartyId, conn: Connection) {
-        let old = self.links.write().ok().and_then(|mut m| {
-            m.insert(
-                party.clone(),
-                Link {
-                    conn,
-                    model: None,
-                    unresponsive: false,
-                },
-            )
-        });
+    /// Makes `conn` the party's current connection, with the model it has loaded and its
+    /// certificate. An older connection of the same party is not cut: requests already on it
+    /// finish, and it is closed after `training_timeout_ms` unless the party closes it first
+    /// (as it does after reconnecting with a rotated certificate).
+    pub fn insert(&self, party: PartyId, conn: Connection, model: Option<String>, cert: Option<CertInfo>) {
+        let link = Link {
+            conn,
+            model,
+            unresponsive: false,
+            cert,
+        };
+        let old = self
+            .links
+            .write()
+            .ok()
+            .and_then(|mut m| m.insert(party.clone(), link));
         if let Some(old) = old {
-            old.conn.close(
-                VarInt::from_u32(close_code::REPLACED),
-                b"replaced by a newer connection",
-            );
+            let grace = self.settings.training_timeout();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(grace) => {
+                        old.conn.close(VarInt::from_u32(close_code::REPLACED), b"replaced by a newer connection");
+                    }
+                    _ = old.conn.closed() => {}
+                }
+            });
         }
         self.metrics
             .party_connected
             .with_label_values(&[party.as_str()])
             .set(1);
+    }
+
+    /// Closes and forgets connections whose peer certificate is revoked (serial in `revoked`)
+    /// or expired at `now` (Unix seconds). Returns the parties cut off.
+    pub fn close_untrusted(&self, revoked: &std::collections::HashSet<String>, now: i64) -> Vec<PartyId> {
+        let mut cut = Vec::new();
+        if let Ok(mut m) = self.links.write() {
+            m.retain(|party, link| {
+                let bad = link
+                    .cert
+                    .as_ref()
+                    .is_some_and(|c| revoked.contains(&c.serial) || c.not_after < now);
+                if bad {
+                    link.conn.close(
+                        VarInt::from_u32(close_code::CERTIFICATE),
+                        b"certificate revoked or expired",
+                    );
+                    self.metrics
+                        .party_connected
+                        .with_label_values(&[party.as_str()])
+                        .set(0);
+                    cut.push(party.clone());
+                }
+                !bad
+            });
+        }
+        cut
+    }
+
+    /// Each connected party's certificate.
+    pub fn peer_certificates(&self) -> Vec<(PartyId, CertInfo)> {
+        self.links
+            .read()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(p, l)| l.cert.clone().map(|c| (p.clone(), c)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Removes the party if `conn` is still its current connection.

@@ -177,32 +177,44 @@ impl Serving {
         }
     }
 
-    /// Asks `party` to load the active model and checks that its answer matches the manifest.
+    /// Asks the party's current connection to load the active model.
     ///
     /// # Errors
     /// A message for the operator if the party is not connected, lacks the model, or its model
     /// does not match the manifest.
     pub async fn load_on_party(&self, party: &PartyId) -> Result<(), String> {
-        let Some(model) = self.active() else { return Ok(()) };
-        let Some(conn) = self.registry.connection(party) else {
-            return Err("not connected".into());
+        let conn = self.registry.connection(party).ok_or("not connected")?;
+        let model = self.load_on_conn(party, &conn).await?;
+        self.registry.set_model(party, &conn, model);
+        Ok(())
+    }
+
+    /// Asks the party on `conn` to load the active model and checks its answer against the
+    /// manifest. Returns the model id loaded (`None` when no model is active).
+    ///
+    /// # Errors
+    /// A message for the operator if the party lacks the model or its model does not match.
+    pub async fn load_on_conn(
+        &self,
+        party: &PartyId,
+        conn: &quinn::Connection,
+    ) -> Result<Option<String>, String> {
+        let Some(model) = self.active() else {
+            return Ok(None);
         };
         let id = model.manifest.model_id.clone();
         let Some(entry) = model.manifest.parties.iter().find(|e| e.party_id == *party) else {
             return Err(format!("model {id} has no part for this party"));
         };
-        let timeout = self.registry.settings().training_timeout();
-        let r = self
-            .registry
-            .call(party, &Request::Load { model_id: id.clone() }, timeout)
-            .await;
+        let settings = self.registry.settings();
+        let request = Request::Load { model_id: id.clone() };
+        let r = tessera_common::transport::call(conn, &request, settings, settings.training_timeout()).await;
         match r {
             Ok(Response::Model { n_features, emb_dim })
                 if n_features == entry.n_features && emb_dim == entry.emb_dim =>
             {
-                self.registry.set_model(party, &conn, Some(id.clone()));
                 info!(party = %party, model = %id, "party loaded the model");
-                Ok(())
+                Ok(Some(id))
             }
             Ok(Response::Model { n_features, emb_dim }) => Err(format!(
                 "party's model {id} has {n_features} features / embedding {emb_dim}, manifest says {} / {}",

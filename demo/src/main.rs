@@ -181,7 +181,7 @@ async fn main() -> Result<()> {
 
     // Certificates: a federation CA, the coordinator, and one per bank.
     let p = |s: &str| dir.join(s).display().to_string();
-    run_tool(&certs, &["ca", "--out", &p("pki/ca")]).await?;
+    run_tool(&certs, &["init", "--out", &p("pki/ca")]).await?;
     run_tool(
         &certs,
         &[

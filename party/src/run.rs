@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use quinn::{Connection, RecvStream, SendStream, VarInt};
 use rand::Rng;
-use tessera_common::config::Backoff;
+use tessera_common::config::{Backoff, TransportSettings};
 use tessera_common::shutdown::Shutdown;
 use tessera_common::transport::{self, TlsMaterial, close_code};
 use tessera_common::wire::{Message, Response};
@@ -24,7 +24,8 @@ pub enum LinkState {
     Connected,
 }
 
-/// Runs the party until `shutdown`: dials out, serves, reconnects with backoff.
+/// Runs the party until `shutdown`: dials out, serves, reconnects with backoff, and keeps its
+/// TLS material current (see [`tessera_common::transport::reload`]).
 ///
 /// # Errors
 /// Only setup errors (TLS material, socket); connection failures are retried.
@@ -34,72 +35,181 @@ pub async fn run(
     mut shutdown: Shutdown,
     state: watch::Sender<LinkState>,
 ) -> Result<(), crate::Error> {
-    let material = TlsMaterial::load(&transport::TlsPaths::in_dir(&config.tls_dir))?;
-    let endpoint = transport::dialer(config.coordinator_addr, &material, &config.transport)?;
+    let paths = transport::TlsPaths::in_dir(&config.tls_dir);
+    let material = TlsMaterial::load(&paths)?;
+    transport::warn_if_expiring("own", &material.leaf_info, config.transport.cert_warn_days);
+    let mut endpoint = transport::dialer(config.coordinator_addr, &material, &config.transport)?;
+    let mut own_serial = material.leaf_info.serial.clone();
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<TlsMaterial>(4);
+    let watcher = tokio::spawn(transport::reload::watch(
+        paths,
+        config.transport.reload_interval(),
+        shutdown.clone(),
+        move |m| {
+            let _ = reload_tx.try_send(m);
+        },
+    ));
     let mut backoff = Backoff::new(&config.transport);
     let in_flight = Arc::new(Semaphore::new(config.limits.max_in_flight.max(1)));
-    while !shutdown.is_shutdown() {
+    let dial = |endpoint: &quinn::Endpoint| {
+        let endpoint = endpoint.clone();
+        let config = config.clone();
+        let id = service.id().clone();
+        async move {
+            transport::connect(
+                &endpoint,
+                config.coordinator_addr,
+                &config.coordinator_name,
+                &id,
+                &config.transport,
+            )
+            .await
+        }
+    };
+    'outer: while !shutdown.is_shutdown() {
         let attempt = tokio::select! {
-            r = transport::connect(&endpoint, config.coordinator_addr, &config.coordinator_name, service.id(), &config.transport) => r,
+            r = dial(&endpoint) => r,
             _ = shutdown.recv() => break,
         };
-        match attempt {
-            Ok((conn, _welcome)) => {
-                backoff.reset();
-                info!(party = %service.id(), coordinator = %config.coordinator_addr, "connected to coordinator");
-                state.send_replace(LinkState::Connected);
-                serve(&conn, &service, &config, &in_flight, &mut shutdown).await;
-                state.send_replace(LinkState::Disconnected);
+        let mut current = match attempt {
+            Ok((conn, _welcome)) => conn,
+            Err(e) => {
+                if e.is_permanent() {
+                    error!(party = %service.id(), error = %e, "coordinator refused this party; fix configuration or certificates (will keep retrying)");
+                } else {
+                    warn!(party = %service.id(), error = %e, "cannot reach coordinator");
+                }
+                let delay = backoff.next_delay(rand::thread_rng().r#gen());
+                debug!(?delay, "reconnecting after delay");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.recv() => break,
+                }
+                // New TLS material may be why we failed: apply it before the next attempt.
+                while let Ok(m) = reload_rx.try_recv() {
+                    apply_client(&mut endpoint, &m, &config, &mut own_serial);
+                }
+                continue;
             }
-            Err(e) if e.is_permanent() => {
-                error!(party = %service.id(), error = %e, "coordinator refused this party; fix configuration or certificates (will keep retrying)");
+        };
+        backoff.reset();
+        info!(party = %service.id(), coordinator = %config.coordinator_addr, "connected to coordinator");
+        state.send_replace(LinkState::Connected);
+        spawn_serve(
+            current.clone(),
+            service.clone(),
+            config.transport.clone(),
+            in_flight.clone(),
+        );
+        loop {
+            tokio::select! {
+                reason = current.closed() => {
+                    info!(%reason, "connection to coordinator closed");
+                    break;
+                }
+                Some(m) = reload_rx.recv() => {
+                    let rotated = apply_client(&mut endpoint, &m, &config, &mut own_serial);
+                    let revoked = m.revoked_serials();
+                    let coordinator_bad = transport::peer_certificate(&current)
+                        .is_some_and(|c| revoked.contains(&c.serial) || c.not_after < unix_now());
+                    if coordinator_bad {
+                        warn!("coordinator certificate is revoked or expired; closing the connection");
+                        current.close(VarInt::from_u32(close_code::CERTIFICATE), b"certificate revoked or expired");
+                        break;
+                    }
+                    if rotated {
+                        // Make before break: connect with the new certificate, then let the old
+                        // connection finish what it is doing.
+                        match dial(&endpoint).await {
+                            Ok((new, _)) => {
+                                info!("reconnected with the rotated certificate");
+                                spawn_serve(new.clone(), service.clone(), config.transport.clone(), in_flight.clone());
+                                let old = std::mem::replace(&mut current, new);
+                                let grace = config.transport.request_timeout() * 2;
+                                tokio::spawn(async move {
+                                    tokio::time::sleep(grace).await;
+                                    old.close(VarInt::from_u32(close_code::ROTATED), b"rotated");
+                                });
+                            }
+                            Err(e) => warn!(error = %e, "could not connect with the rotated certificate; keeping the current connection"),
+                        }
+                    }
+                }
+                _ = shutdown.recv() => {
+                    current.close(VarInt::from_u32(close_code::SHUTDOWN), b"party shutting down");
+                    state.send_replace(LinkState::Disconnected);
+                    break 'outer;
+                }
             }
-            Err(e) => warn!(party = %service.id(), error = %e, "cannot reach coordinator"),
         }
+        state.send_replace(LinkState::Disconnected);
         let delay = backoff.next_delay(rand::thread_rng().r#gen());
-        debug!(?delay, "reconnecting after delay");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.recv() => break,
         }
     }
+    watcher.abort();
     endpoint.close(VarInt::from_u32(close_code::SHUTDOWN), b"party shutting down");
     endpoint.wait_idle().await;
     info!(party = %service.id(), "party stopped");
     Ok(())
 }
 
-/// Serves one connection until it closes or shutdown.
-async fn serve(
-    conn: &Connection,
-    service: &Arc<PartyService>,
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Applies reloaded material to the endpoint; returns whether our own certificate changed.
+fn apply_client(
+    endpoint: &mut quinn::Endpoint,
+    m: &TlsMaterial,
     config: &PartyConfig,
-    in_flight: &Arc<Semaphore>,
-    shutdown: &mut Shutdown,
+    own_serial: &mut String,
+) -> bool {
+    if let Err(e) = transport::reconfigure_client(endpoint, m, &config.transport) {
+        warn!(error = %e, "new TLS material rejected; keeping the current one");
+        return false;
+    }
+    transport::warn_if_expiring("own", &m.leaf_info, config.transport.cert_warn_days);
+    if m.leaf_info.serial != *own_serial {
+        info!(old = %own_serial, new = %m.leaf_info.serial, "own certificate rotated");
+        *own_serial = m.leaf_info.serial.clone();
+        return true;
+    }
+    false
+}
+
+/// Serves the request streams the coordinator opens on `conn`, until it closes.
+fn spawn_serve(
+    conn: Connection,
+    service: Arc<PartyService>,
+    settings: TransportSettings,
+    in_flight: Arc<Semaphore>,
 ) {
-    loop {
-        tokio::select! {
-            stream = conn.accept_bi() => match stream {
+    tokio::spawn(async move {
+        loop {
+            match conn.accept_bi().await {
                 Ok((send, recv)) => {
-                    let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
-                    let service = service.clone();
-                    let settings = config.transport.clone();
+                    let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let (service, settings) = (service.clone(), settings.clone());
                     tokio::spawn(async move {
                         handle_stream(send, recv, service, settings).await;
                         drop(permit);
                     });
                 }
                 Err(e) => {
-                    info!(error = %e, "connection to coordinator closed");
+                    debug!(error = %e, "connection stopped accepting streams");
                     return;
                 }
-            },
-            _ = shutdown.recv() => {
-                conn.close(VarInt::from_u32(close_code::SHUTDOWN), b"party shutting down");
-                return;
             }
         }
-    }
+    });
 }
 
 async fn handle_stream(

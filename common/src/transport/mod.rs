@@ -9,6 +9,7 @@
 //! Every await on the network has a deadline from [`TransportSettings`]; every frame is
 //! bounded by [`crate::wire::FrameLimits`].
 
+pub mod reload;
 pub mod stream;
 pub mod tls;
 
@@ -26,6 +27,7 @@ use crate::protocol::{ProtocolError, handshake};
 use crate::wire::{FrameError, Message, PartyId, Request, Response, Welcome};
 
 pub use stream::{read_message, write_message};
+pub use tessera_certs::inspect::CertInfo;
 pub use tls::{TlsMaterial, TlsPaths};
 
 /// Application close codes sent in QUIC CONNECTION_CLOSE frames.
@@ -38,6 +40,10 @@ pub mod close_code {
     pub const REPLACED: u32 = 2;
     /// The peer broke the protocol.
     pub const PROTOCOL: u32 = 3;
+    /// The peer's certificate was revoked or has expired.
+    pub const CERTIFICATE: u32 = 4;
+    /// Superseded by a connection made with a rotated certificate.
+    pub const ROTATED: u32 = 5;
 }
 
 /// Errors of the transport layer. Each ends at most one connection or stream.
@@ -128,6 +134,38 @@ pub fn listen(
     Endpoint::server(cfg, addr).map_err(|source| TransportError::Bind { addr, source })
 }
 
+/// Applies new TLS material to the coordinator's endpoint: later handshakes use it;
+/// established connections are untouched.
+///
+/// # Errors
+/// TLS configuration errors (the endpoint keeps its current configuration).
+pub fn reconfigure_server(
+    endpoint: &Endpoint,
+    material: &TlsMaterial,
+    s: &TransportSettings,
+) -> Result<(), TransportError> {
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(tls::server_config(material)?));
+    cfg.transport_config(transport_config(s)?);
+    endpoint.set_server_config(Some(cfg));
+    Ok(())
+}
+
+/// Applies new TLS material to a party's endpoint: the next connection uses it; the current
+/// one is untouched.
+///
+/// # Errors
+/// TLS configuration errors (the endpoint keeps its current configuration).
+pub fn reconfigure_client(
+    endpoint: &mut Endpoint,
+    material: &TlsMaterial,
+    s: &TransportSettings,
+) -> Result<(), TransportError> {
+    let mut cfg = quinn::ClientConfig::new(Arc::new(tls::client_config(material)?));
+    cfg.transport_config(transport_config(s)?);
+    endpoint.set_default_client_config(cfg);
+    Ok(())
+}
+
 /// A party's client endpoint (ephemeral local port, outbound only).
 ///
 /// # Errors
@@ -169,6 +207,27 @@ pub fn peer_identity(conn: &Connection, federation: &str) -> Result<Identity, Tr
         .first()
         .ok_or_else(|| TransportError::Identity("empty certificate chain".into()))?;
     Identity::from_cert_der(leaf, federation).map_err(|e| TransportError::Identity(e.to_string()))
+}
+
+/// Summary of the peer's verified leaf certificate.
+pub fn peer_certificate(conn: &Connection) -> Option<CertInfo> {
+    let certs = conn
+        .peer_identity()?
+        .downcast::<Vec<rustls_pki_types::CertificateDer<'static>>>()
+        .ok()?;
+    CertInfo::from_der(certs.first()?).ok()
+}
+
+/// Logs a warning if `info` expires within `warn_days` (or has expired).
+pub fn warn_if_expiring(who: &str, info: &CertInfo, warn_days: u32) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let left = info.seconds_left(now);
+    if left < i64::from(warn_days) * 86_400 {
+        tracing::warn!(certificate = who, serial = %info.serial, days_left = left / 86_400, "certificate expires soon; rotate it (tessera-certs rotate)");
+    }
 }
 
 /// Party side: dial the coordinator, check that it is the coordinator of our federation, and

@@ -12,14 +12,16 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use tessera_certs::inspect::CertInfo;
 
 use super::TransportError;
 
 /// ALPN protocol id; a peer offering another is refused during the TLS handshake.
 pub const ALPN: &[u8] = b"tessera/1";
 
-/// A holder's certificate chain, private key and the federation CA it trusts.
+/// A holder's certificate chain, private key, the federation roots it trusts, and the CRLs it
+/// checks peers against.
 #[derive(Debug)]
 pub struct TlsMaterial {
     /// The holder's certificate chain, leaf first.
@@ -28,6 +30,10 @@ pub struct TlsMaterial {
     pub key: PrivateKeyDer<'static>,
     /// The federation trust anchors.
     pub roots: Arc<RootCertStore>,
+    /// CRLs to check peers' certificates against (empty: no revocation checking).
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
+    /// Summary of our own leaf certificate.
+    pub leaf_info: CertInfo,
 }
 
 impl Clone for TlsMaterial {
@@ -36,21 +42,29 @@ impl Clone for TlsMaterial {
             chain: self.chain.clone(),
             key: self.key.clone_key(),
             roots: self.roots.clone(),
+            crls: self.crls.clone(),
+            leaf_info: self.leaf_info.clone(),
         }
     }
 }
 
-/// Paths of the three PEM files, by default `tls.crt`, `tls.key` and `ca.crt` in one directory
-/// (the layout `tessera-certs issue` writes).
+/// Paths of the PEM files, by default `tls.crt`, `tls.key`, `ca.crt` and (optional) `crl.pem`
+/// in one directory (the layout `tessera-certs issue` writes).
 #[derive(Clone, Debug)]
 pub struct TlsPaths {
-    /// Certificate chain (PEM).
+    /// Certificate chain (PEM): leaf, then intermediates.
     pub cert: PathBuf,
     /// Private key (PEM).
     pub key: PathBuf,
-    /// Federation CA certificate(s) (PEM).
+    /// Federation root certificate(s) (PEM).
     pub ca: PathBuf,
+    /// CRL(s) (PEM); revocation is checked when this file exists.
+    pub crl: PathBuf,
 }
+
+/// What the files looked like at one moment (modification time and length of each), to notice
+/// changes cheaply.
+pub type Fingerprint = Vec<Option<(std::time::SystemTime, u64)>>;
 
 impl TlsPaths {
     /// The standard files inside `dir`.
@@ -59,16 +73,29 @@ impl TlsPaths {
             cert: dir.join("tls.crt"),
             key: dir.join("tls.key"),
             ca: dir.join("ca.crt"),
+            crl: dir.join("crl.pem"),
         }
+    }
+
+    /// The files' current fingerprint.
+    pub fn fingerprint(&self) -> Fingerprint {
+        [&self.cert, &self.key, &self.ca, &self.crl]
+            .iter()
+            .map(|p| {
+                std::fs::metadata(p)
+                    .ok()
+                    .and_then(|m| Some((m.modified().ok()?, m.len())))
+            })
+            .collect()
     }
 }
 
 impl TlsMaterial {
-    /// Reads and checks the PEM files.
+    /// Reads and checks the PEM files: a chain, a key that matches its leaf, at least one root,
+    /// and the CRLs if `crl.pem` exists.
     ///
     /// # Errors
-    /// [`TransportError::Pem`] naming the file that is missing, unreadable or holds no
-    /// certificate/key.
+    /// [`TransportError::Pem`] naming the file that is missing, unreadable, empty or inconsistent.
     pub fn load(paths: &TlsPaths) -> Result<Self, TransportError> {
         let pem_err = |path: &Path, what: String| TransportError::Pem {
             path: path.to_path_buf(),
@@ -78,10 +105,18 @@ impl TlsMaterial {
             .map_err(|e| pem_err(&paths.cert, e.to_string()))?
             .collect::<Result<_, _>>()
             .map_err(|e| pem_err(&paths.cert, e.to_string()))?;
-        if chain.is_empty() {
+        let Some(leaf) = chain.first() else {
             return Err(pem_err(&paths.cert, "no certificate found".into()));
-        }
+        };
         let key = PrivateKeyDer::from_pem_file(&paths.key).map_err(|e| pem_err(&paths.key, e.to_string()))?;
+        let key_pem = std::fs::read_to_string(&paths.key).map_err(|e| pem_err(&paths.key, e.to_string()))?;
+        if !tessera_certs::leaf::key_matches(&key_pem, leaf) {
+            return Err(pem_err(
+                &paths.key,
+                "private key does not match the certificate in tls.crt".into(),
+            ));
+        }
+        let leaf_info = CertInfo::from_der(leaf).map_err(|e| pem_err(&paths.cert, e.to_string()))?;
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(&paths.ca).map_err(|e| pem_err(&paths.ca, e.to_string()))? {
             let cert = cert.map_err(|e| pem_err(&paths.ca, e.to_string()))?;
@@ -90,16 +125,35 @@ impl TlsMaterial {
         if roots.is_empty() {
             return Err(pem_err(&paths.ca, "no CA certificate found".into()));
         }
+        let crls = if paths.crl.exists() {
+            let crls: Vec<CertificateRevocationListDer<'static>> =
+                CertificateRevocationListDer::pem_file_iter(&paths.crl)
+                    .map_err(|e| pem_err(&paths.crl, e.to_string()))?
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| pem_err(&paths.crl, e.to_string()))?;
+            if crls.is_empty() {
+                return Err(pem_err(&paths.crl, "no CRL found".into()));
+            }
+            crls
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             chain,
             key,
             roots: Arc::new(roots),
+            crls,
+            leaf_info,
         })
     }
 
-    /// The leaf certificate (first of the chain).
-    pub fn leaf(&self) -> &CertificateDer<'static> {
-        &self.chain[0]
+    /// Serials (hex) revoked by our CRLs.
+    pub fn revoked_serials(&self) -> std::collections::HashSet<String> {
+        self.crls
+            .iter()
+            .filter_map(|c| tessera_certs::crl::revoked_serials(c.as_ref()).ok())
+            .flatten()
+            .collect()
     }
 }
 
@@ -112,9 +166,13 @@ fn provider() -> Arc<CryptoProvider> {
 /// # Errors
 /// [`TransportError::Tls`] if the key does not match or the CA cannot build a verifier.
 pub fn server_config(m: &TlsMaterial) -> Result<quinn::crypto::rustls::QuicServerConfig, TransportError> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(m.roots.clone(), provider())
-        .build()
-        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    let mut builder = WebPkiClientVerifier::builder_with_provider(m.roots.clone(), provider());
+    if !m.crls.is_empty() {
+        builder = builder
+            .with_crls(m.crls.clone())
+            .only_check_end_entity_revocation();
+    }
+    let verifier = builder.build().map_err(|e| TransportError::Tls(e.to_string()))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TransportError::Tls(e.to_string()))?
@@ -130,9 +188,13 @@ pub fn server_config(m: &TlsMaterial) -> Result<quinn::crypto::rustls::QuicServe
 /// # Errors
 /// [`TransportError::Tls`] if the key does not match or the CA cannot build a verifier.
 pub fn client_config(m: &TlsMaterial) -> Result<quinn::crypto::rustls::QuicClientConfig, TransportError> {
-    let verifier = WebPkiServerVerifier::builder_with_provider(m.roots.clone(), provider())
-        .build()
-        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    let mut builder = WebPkiServerVerifier::builder_with_provider(m.roots.clone(), provider());
+    if !m.crls.is_empty() {
+        builder = builder
+            .with_crls(m.crls.clone())
+            .only_check_end_entity_revocation();
+    }
+    let verifier = builder.build().map_err(|e| TransportError::Tls(e.to_string()))?;
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TransportError::Tls(e.to_string()))?

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_certs::issue::{self, LeafRequest};
+use tessera_certs::leaf::{self, LeafRequest};
+use tessera_certs::pki::{self, InitOptions, PkiDir};
 use tessera_certs::{Identity, PartyId};
 use tessera_common::config::TransportSettings;
 use tessera_common::data::{FeatureTable, LoadOptions};
@@ -32,8 +33,16 @@ pub struct Pki {
 impl Pki {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        issue::create_ca(&dir.path().join("ca"), FED, 30, false).unwrap();
-        issue::create_ca(&dir.path().join("foreign-ca"), FED, 30, false).unwrap();
+        let opts = |federation: &str| InitOptions {
+            federation: federation.into(),
+            key_type: Default::default(),
+            root_days: 30,
+            intermediate_days: 30,
+            force: false,
+        };
+        pki::init(&PkiDir::new(dir.path().join("ca")), &opts(FED)).unwrap();
+        pki::init(&PkiDir::new(dir.path().join("foreign-ca")), &opts(FED)).unwrap();
+        pki::init(&PkiDir::new(dir.path().join("other-fed-ca")), &opts("other")).unwrap();
         Self { dir }
     }
 
@@ -44,15 +53,30 @@ impl Pki {
     /// Issues a leaf into `<dir>/<name>` signed by our CA (or the foreign one), and makes the
     /// directory trust *our* CA either way (the holder believes it belongs to our federation).
     pub fn leaf(&self, name: &str, identity: Identity, foreign: bool) -> PathBuf {
+        self.leaf_with(
+            name,
+            LeafRequest::new(FED, identity),
+            if foreign { "foreign-ca" } else { "ca" },
+        )
+    }
+
+    /// Issues `req` from the PKI in `<dir>/<ca>` into `<dir>/<name>`, then makes the directory
+    /// trust our federation's root and CRL.
+    pub fn leaf_with(&self, name: &str, req: LeafRequest, ca: &str) -> PathBuf {
         let out = self.path(name);
-        let ca = if foreign {
-            self.path("foreign-ca")
-        } else {
-            self.path("ca")
-        };
-        issue::issue_leaf(&ca, &LeafRequest::new(FED, identity), &out, true).unwrap();
-        std::fs::copy(self.path("ca").join("ca.crt"), out.join("ca.crt")).unwrap();
+        leaf::issue(&PkiDir::new(self.path(ca)), &req, &out, true).unwrap();
+        self.install_trust(&out);
         out
+    }
+
+    /// Copies our root and current CRL into a leaf directory.
+    pub fn install_trust(&self, out: &Path) {
+        std::fs::copy(self.path("ca/ca.crt"), out.join("ca.crt")).unwrap();
+        std::fs::copy(self.path("ca/crl.pem"), out.join("crl.pem")).unwrap();
+    }
+
+    pub fn pki(&self) -> PkiDir {
+        PkiDir::new(self.path("ca"))
     }
 }
 
@@ -70,6 +94,7 @@ pub fn fast_transport() -> TransportSettings {
         keep_alive_ms: 500,
         reconnect_min_ms: 50,
         reconnect_max_ms: 500,
+        reload_interval_ms: 200,
         ..Default::default()
     }
 }
@@ -128,6 +153,9 @@ pub struct RunningParty {
 }
 
 pub fn start_party(cfg: PartyConfig) -> RunningParty {
+    if std::env::var_os("TESSERA_TEST_LOG").is_some() {
+        tessera_common::logging::init();
+    }
     let opts = LoadOptions {
         id_column: cfg.data.id_column.clone(),
         label_column: cfg.data.label_column.clone(),

@@ -1,0 +1,71 @@
+//! File helpers: atomic writes, owner-only private keys, PEM reading.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub(crate) fn create_dir(dir: &Path) -> Result<(), Error> {
+    fs::create_dir_all(dir).map_err(io(dir))
+}
+
+pub(crate) fn read_string(path: &Path) -> Result<String, Error> {
+    fs::read_to_string(path).map_err(io(path))
+}
+
+/// Refuses to overwrite `paths` unless `force`.
+pub(crate) fn check_absent(paths: &[&Path], force: bool) -> Result<(), Error> {
+    for p in paths {
+        if p.exists() && !force {
+            return Err(Error::Exists(p.to_path_buf()));
+        }
+    }
+    Ok(())
+}
+
+/// Writes a file atomically (temporary file in the same directory, then rename). Secrets are
+/// created with mode 0600 before any byte is written.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), Error> {
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp).map_err(io(&tmp))?;
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(io(&tmp))?;
+    }
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// All DER certificates in a PEM file, in order.
+pub(crate) fn read_cert_chain(path: &Path) -> Result<Vec<Vec<u8>>, Error> {
+    let text = read_string(path)?;
+    let mut out = Vec::new();
+    for pem in x509_parser::pem::Pem::iter_from_buffer(text.as_bytes()) {
+        let pem = pem.map_err(|e| Error::Parse(format!("{}: {e}", path.display())))?;
+        if pem.label == "CERTIFICATE" {
+            out.push(pem.contents);
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Parse(format!("{}: no certificate", path.display())));
+    }
+    Ok(out)
+}

@@ -251,6 +251,18 @@ async fn rotation_under_load_loses_no_request() {
         "{metrics}"
     );
     assert!(metrics.contains("role=\"peer\""));
+    // The party reports its own new certificate and the coordinator's it connected to.
+    let party_text = a.metrics.render("bank-a");
+    let a_now = CertInfo::from_file(&pki.path("bank-a/tls.crt")).unwrap().serial;
+    assert!(
+        party_text.contains(&format!("identity=\"bank-a\",role=\"self\",serial=\"{a_now}\"")),
+        "{party_text}"
+    );
+    assert!(
+        party_text.contains("identity=\"coordinator\",role=\"peer\""),
+        "{party_text}"
+    );
+    assert!(party_text.contains("tessera_party_requests_total{kind=\"embed\",outcome=\"ok\"}"));
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));

@@ -24,6 +24,10 @@ pub struct PartyConfig {
     pub model_dir: PathBuf,
     /// The party's data.
     pub data: DataConfig,
+    /// Address for the party's own `/metrics` and `/healthz` (for the bank's monitoring; no
+    /// data is served there). Default: off.
+    #[serde(default)]
+    pub metrics_addr: Option<SocketAddr>,
     /// Limits of what one request may ask.
     #[serde(default)]
     pub limits: PartyLimits,

@@ -5,6 +5,7 @@
 //! - [`bottom`]: the bottom model (standardisation + MLP) and its files.
 //! - [`service`]: the request handler, with no network IO.
 //! - [`local`]: parties in this process as a federation (tests, baselines).
+//! - [`metrics`]: the optional `/metrics` and `/healthz` listener for the bank's monitoring.
 //! - [`run`]: the driver: dials out to the coordinator and serves its requests.
 //!
 //! **Architecture invariant:** this crate is the only holder of raw features; nothing it sends
@@ -14,6 +15,7 @@
 pub mod bottom;
 pub mod config;
 pub mod local;
+pub mod metrics;
 pub mod run;
 pub mod service;
 

@@ -46,7 +46,17 @@ async fn main() -> Result<()> {
     ));
     let (trigger, shutdown) = tessera_common::shutdown::channel();
     let (state, _) = tokio::sync::watch::channel(LinkState::Disconnected);
-    let task = tokio::spawn(run(config, service, shutdown, state));
+    let metrics = tessera_party::metrics::PartyMetrics::new().context("creating metrics")?;
+    if let Some(addr) = config.metrics_addr {
+        let (m, id, sd) = (metrics.clone(), config.party_id.to_string(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = tessera_party::metrics::serve(addr, m, id, sd).await {
+                tracing::error!(%addr, error = %e, "metrics listener failed");
+            }
+        });
+        info!(%addr, "serving /metrics and /healthz");
+    }
+    let task = tokio::spawn(run(config, service, shutdown, state, metrics));
     tessera_common::shutdown::wait_for_signal().await;
     info!("shutting down");
     trigger.trigger();

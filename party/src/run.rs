@@ -13,6 +13,7 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::config::PartyConfig;
+use crate::metrics::PartyMetrics;
 use crate::service::PartyService;
 
 /// Connection state, observable by tests and health checks.
@@ -34,9 +35,11 @@ pub async fn run(
     service: Arc<PartyService>,
     mut shutdown: Shutdown,
     state: watch::Sender<LinkState>,
+    metrics: PartyMetrics,
 ) -> Result<(), crate::Error> {
     let paths = transport::TlsPaths::in_dir(&config.tls_dir);
     let material = TlsMaterial::load(&paths)?;
+    metrics.set_own_cert(material.leaf_info.clone());
     transport::warn_if_expiring("own", &material.leaf_info, config.transport.cert_warn_days);
     let mut endpoint = transport::dialer(config.coordinator_addr, &material, &config.transport)?;
     let mut own_serial = material.leaf_info.serial.clone();
@@ -95,11 +98,14 @@ pub async fn run(
         backoff.reset();
         info!(party = %service.id(), coordinator = %config.coordinator_addr, "connected to coordinator");
         state.send_replace(LinkState::Connected);
+        metrics.connected.set(1);
+        metrics.set_peer_cert(transport::peer_certificate(&current));
         spawn_serve(
             current.clone(),
             service.clone(),
             config.transport.clone(),
             in_flight.clone(),
+            metrics.clone(),
         );
         loop {
             tokio::select! {
@@ -109,6 +115,7 @@ pub async fn run(
                 }
                 Some(m) = reload_rx.recv() => {
                     let rotated = apply_client(&mut endpoint, &m, &config, &mut own_serial);
+                    metrics.set_own_cert(m.leaf_info.clone());
                     let revoked = m.revoked_serials();
                     let coordinator_bad = transport::peer_certificate(&current)
                         .is_some_and(|c| revoked.contains(&c.serial) || c.not_after < unix_now());
@@ -123,7 +130,8 @@ pub async fn run(
                         match dial(&endpoint).await {
                             Ok((new, _)) => {
                                 info!("reconnected with the rotated certificate");
-                                spawn_serve(new.clone(), service.clone(), config.transport.clone(), in_flight.clone());
+                                spawn_serve(new.clone(), service.clone(), config.transport.clone(), in_flight.clone(), metrics.clone());
+                                metrics.set_peer_cert(transport::peer_certificate(&new));
                                 let old = std::mem::replace(&mut current, new);
                                 let grace = config.transport.request_timeout() * 2;
                                 tokio::spawn(async move {
@@ -143,6 +151,7 @@ pub async fn run(
             }
         }
         state.send_replace(LinkState::Disconnected);
+        metrics.connected.set(0);
         let delay = backoff.next_delay(rand::thread_rng().r#gen());
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -189,6 +198,7 @@ fn spawn_serve(
     service: Arc<PartyService>,
     settings: TransportSettings,
     in_flight: Arc<Semaphore>,
+    metrics: PartyMetrics,
 ) {
     tokio::spawn(async move {
         loop {
@@ -197,9 +207,9 @@ fn spawn_serve(
                     let Ok(permit) = in_flight.clone().acquire_owned().await else {
                         return;
                     };
-                    let (service, settings) = (service.clone(), settings.clone());
+                    let (service, settings, metrics) = (service.clone(), settings.clone(), metrics.clone());
                     tokio::spawn(async move {
-                        handle_stream(send, recv, service, settings).await;
+                        handle_stream(send, recv, service, settings, metrics).await;
                         drop(permit);
                     });
                 }
@@ -216,7 +226,8 @@ async fn handle_stream(
     mut send: SendStream,
     mut recv: RecvStream,
     service: Arc<PartyService>,
-    settings: tessera_common::config::TransportSettings,
+    settings: TransportSettings,
+    metrics: PartyMetrics,
 ) {
     let limits = settings.frame_limits();
     let read = tokio::time::timeout(
@@ -244,6 +255,7 @@ async fn handle_stream(
         }
     };
     let kind = request.kind();
+    let started = std::time::Instant::now();
     // Model math is CPU work: keep it off the async threads.
     let response = match tokio::task::spawn_blocking(move || service.handle(request)).await {
         Ok(r) => r,
@@ -255,6 +267,16 @@ async fn handle_stream(
             }
         }
     };
+    metrics
+        .latency
+        .with_label_values(&[kind])
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = if matches!(response, Response::Error { .. }) {
+        "error"
+    } else {
+        "ok"
+    };
+    metrics.requests.with_label_values(&[kind, outcome]).inc();
     if let Response::Error { code, message } = &response {
         debug!(kind, ?code, message, "request refused");
     }

@@ -140,6 +140,7 @@ pub fn party_config(
             max_rows: 100_000,
             limit: Some(3_000),
         },
+        metrics_addr: None,
         limits: PartyLimits::default(),
         transport: fast_transport(),
     }
@@ -150,6 +151,7 @@ pub struct RunningParty {
     trigger: ShutdownTrigger,
     task: JoinHandle<()>,
     pub state: watch::Receiver<LinkState>,
+    pub metrics: tessera_party::metrics::PartyMetrics,
 }
 
 pub fn start_party(cfg: PartyConfig) -> RunningParty {
@@ -171,13 +173,16 @@ pub fn start_party(cfg: PartyConfig) -> RunningParty {
     ));
     let (trigger, sd) = shutdown::channel();
     let (tx, rx) = watch::channel(LinkState::Disconnected);
+    let metrics = tessera_party::metrics::PartyMetrics::new().unwrap();
+    let m = metrics.clone();
     let task = tokio::spawn(async move {
-        tessera_party::run::run(cfg, service, sd, tx).await.unwrap();
+        tessera_party::run::run(cfg, service, sd, tx, m).await.unwrap();
     });
     RunningParty {
         trigger,
         task,
         state: rx,
+        metrics,
     }
 }
 

@@ -1,0 +1,167 @@
+//! The party's own metrics and health endpoint, for the bank's monitoring. Off unless
+//! `metrics_addr` is set; it serves only `/metrics` and `/healthz` and exposes no data.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use tessera_common::shutdown::Shutdown;
+use tessera_common::transport::CertInfo;
+
+/// Latency buckets from 100 µs to 10 s.
+const BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// The party's metrics.
+#[derive(Clone)]
+pub struct PartyMetrics {
+    registry: Registry,
+    /// 1 while connected to the coordinator.
+    pub connected: IntGauge,
+    /// Requests served, by kind and outcome (`ok` or `error`).
+    pub requests: IntCounterVec,
+    /// Time to handle a request, by kind.
+    pub latency: HistogramVec,
+    cert_expiry: IntGaugeVec,
+    certs: Arc<RwLock<(Option<CertInfo>, Option<CertInfo>)>>,
+}
+
+impl PartyMetrics {
+    /// Creates and registers the metrics.
+    ///
+    /// # Errors
+    /// If a metric definition is invalid (a programming error caught by tests).
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let connected = IntGauge::new("tessera_party_connected", "1 while connected to the coordinator")?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "tessera_party_requests_total",
+                "Requests served by kind and outcome",
+            ),
+            &["kind", "outcome"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "tessera_party_request_duration_seconds",
+                "Time to handle a request",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["kind"],
+        )?;
+        let cert_expiry = IntGaugeVec::new(
+            Opts::new(
+                "tessera_certificate_expiry_seconds",
+                "Seconds until the certificate expires",
+            ),
+            &["identity", "role", "serial"],
+        )?;
+        registry.register(Box::new(connected.clone()))?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(cert_expiry.clone()))?;
+        Ok(Self {
+            registry,
+            connected,
+            requests,
+            latency,
+            cert_expiry,
+            certs: Arc::new(RwLock::new((None, None))),
+        })
+    }
+
+    /// Records our own certificate.
+    pub fn set_own_cert(&self, c: CertInfo) {
+        if let Ok(mut g) = self.certs.write() {
+            g.0 = Some(c);
+        }
+    }
+
+    /// Records the coordinator's certificate on the current connection.
+    pub fn set_peer_cert(&self, c: Option<CertInfo>) {
+        if let Ok(mut g) = self.certs.write() {
+            g.1 = c;
+        }
+    }
+
+    /// The metrics in Prometheus text format, certificate expiry computed as of now.
+    pub fn render(&self, own_identity: &str) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        self.cert_expiry.reset();
+        if let Ok(g) = self.certs.read() {
+            if let Some(c) = &g.0 {
+                self.cert_expiry
+                    .with_label_values(&[own_identity, "self", &c.serial])
+                    .set(c.seconds_left(now));
+            }
+            if let Some(c) = &g.1 {
+                self.cert_expiry
+                    .with_label_values(&["coordinator", "peer", &c.serial])
+                    .set(c.seconds_left(now));
+            }
+        }
+        let mut buf = Vec::new();
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` until shutdown.
+///
+/// # Errors
+/// If the address cannot be bound.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: PartyMetrics,
+    party: String,
+    mut shutdown: Shutdown,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let app = Router::new()
+        .route("/metrics", get(render))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
+        .with_state((metrics, party));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.recv().await })
+        .await
+}
+
+async fn render(State((metrics, party)): State<(PartyMetrics, String)>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics.render(&party),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn renders() {
+        let m = super::PartyMetrics::new().unwrap();
+        m.connected.set(1);
+        m.requests.with_label_values(&["embed", "ok"]).inc();
+        let t = m.render("bank-a");
+        assert!(
+            t.contains("tessera_party_connected 1")
+                && t.contains("tessera_party_requests_total{kind=\"embed\",outcome=\"ok\"} 1"),
+            "{t}"
+        );
+    }
+}

@@ -8,6 +8,7 @@
 //! - [`model`]: split-NN math on ndarray (dense layers, Adam, metrics, the score scale).
 //! - [`data`]: loading a party's CSV feature slice keyed by customer id.
 //! - [`config`]: transport settings with documented defaults, reconnect backoff.
+//! - [`metrics`]: Prometheus helpers shared by coordinator and parties.
 //! - [`logging`]: log setup for the binaries.
 //! - [`shutdown`]: the shutdown signal tasks select against.
 #![warn(missing_docs, unreachable_pub)]
@@ -16,6 +17,7 @@ pub mod config;
 pub mod data;
 pub mod federation;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod protocol;
 pub mod shutdown;

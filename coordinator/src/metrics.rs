@@ -1,15 +1,10 @@
 //! Prometheus metrics of the coordinator.
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tessera_common::transport::CertInfo;
 use tessera_common::wire::PartyId;
 
-/// Latency buckets from 100 µs to 10 s.
-const BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+use tessera_common::metrics::{CertExpiry, LATENCY_BUCKETS as BUCKETS};
 
 /// All coordinator metrics, registered in their own registry.
 #[derive(Clone)]
@@ -28,7 +23,7 @@ pub struct Metrics {
     /// 1 when a model is active.
     pub model_loaded: IntGauge,
     /// Seconds until each certificate expires: our own (`role="self"`) and connected peers'.
-    pub cert_expiry: IntGaugeVec,
+    pub cert_expiry: CertExpiry,
 }
 
 impl Metrics {
@@ -70,20 +65,13 @@ impl Metrics {
             &["party", "outcome"],
         )?;
         let model_loaded = IntGauge::new("tessera_model_loaded", "1 when a model is active")?;
-        let cert_expiry = IntGaugeVec::new(
-            Opts::new(
-                "tessera_certificate_expiry_seconds",
-                "Seconds until the certificate expires",
-            ),
-            &["identity", "role", "serial"],
-        )?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_latency.clone()))?;
         registry.register(Box::new(party_connected.clone()))?;
         registry.register(Box::new(party_latency.clone()))?;
         registry.register(Box::new(party_failures.clone()))?;
         registry.register(Box::new(model_loaded.clone()))?;
-        registry.register(Box::new(cert_expiry.clone()))?;
+        let cert_expiry = CertExpiry::register(&registry)?;
         Ok(Self {
             registry,
             http_requests,
@@ -99,29 +87,17 @@ impl Metrics {
     /// Sets the certificate expiry gauges to the given certificates as of `now` (Unix seconds),
     /// dropping series of certificates no longer in use.
     pub fn refresh_cert_expiry(&self, now: i64, own: Option<&CertInfo>, peers: &[(PartyId, CertInfo)]) {
-        self.cert_expiry.reset();
-        if let Some(c) = own {
-            self.cert_expiry
-                .with_label_values(&["coordinator", "self", &c.serial])
-                .set(c.seconds_left(now));
-        }
-        for (p, c) in peers {
-            self.cert_expiry
-                .with_label_values(&[p.as_str(), "peer", &c.serial])
-                .set(c.seconds_left(now));
-        }
+        let own = own.map(|c| ("coordinator", "self", c));
+        self.cert_expiry.refresh(
+            now,
+            own.into_iter()
+                .chain(peers.iter().map(|(p, c)| (p.as_str(), "peer", c))),
+        );
     }
 
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
-        let mut buf = Vec::new();
-        if TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .is_err()
-        {
-            return String::new();
-        }
-        String::from_utf8(buf).unwrap_or_default()
+        tessera_common::metrics::render(&self.registry)
     }
 }
 

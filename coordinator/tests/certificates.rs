@@ -36,22 +36,13 @@ fn publish_crl(pki: &Pki, dirs: &[&str]) {
     }
 }
 
-async fn refused(c: &Coordinator, mut party: RunningParty, id: &str) {
-    assert!(
-        !party.connects_within(Duration::from_secs(2)).await,
-        "{id} should be refused"
-    );
-    assert!(!c.serving.registry().is_connected(&pid(id)));
-    party.stop().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_party_is_refused_at_handshake() {
     let pki = Pki::new();
     let tls = party_cert(&pki, "bank-a", "bank-a");
     crl::revoke_cert(&pki.pki(), &tls.join("tls.crt"), Reason::KeyCompromise).unwrap();
     let c = coordinator(&pki).await; // its directory gets the CRL listing bank-a
-    refused(
+    assert_refused(
         &c,
         start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest")),
         "bank-a",
@@ -107,7 +98,7 @@ async fn expired_and_not_yet_valid_certificates_are_refused() {
         req.not_before_offset_secs = offset;
         req.days = 1;
         let tls = pki.leaf_with(name, req, "ca");
-        refused(
+        assert_refused(
             &c,
             start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest")),
             "bank-a",
@@ -126,7 +117,7 @@ async fn certificate_from_another_federation_is_refused() {
         LeafRequest::new("other", Identity::Party(pid("bank-a"))),
         "other-fed-ca",
     );
-    refused(
+    assert_refused(
         &c,
         start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest")),
         "bank-a",
@@ -146,7 +137,7 @@ async fn party_refuses_a_revoked_coordinator() {
     )
     .unwrap();
     let tls = party_cert(&pki, "bank-a", "bank-a"); // gets the CRL listing the coordinator
-    refused(
+    assert_refused(
         &c,
         start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest")),
         "bank-a",

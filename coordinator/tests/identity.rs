@@ -20,16 +20,6 @@ async fn coordinator(pki: &Pki, tls: std::path::PathBuf) -> Coordinator {
     .unwrap()
 }
 
-/// Asserts a party never gets connected, and the coordinator never registers `as_id`.
-async fn assert_refused(c: &Coordinator, mut party: RunningParty, as_id: &str) {
-    assert!(
-        !party.connects_within(Duration::from_secs(2)).await,
-        "party should have been refused"
-    );
-    assert!(!c.serving.registry().is_connected(&pid(as_id)));
-    party.stop().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn party_with_certificate_from_another_ca_is_refused() {
     let pki = Pki::new();

@@ -9,16 +9,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 use tessera_common::shutdown::Shutdown;
 use tessera_common::transport::CertInfo;
 
-/// Latency buckets from 100 µs to 10 s.
-const BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
+use tessera_common::metrics::{CertExpiry, LATENCY_BUCKETS as BUCKETS};
 
 /// The party's metrics.
 #[derive(Clone)]
@@ -30,7 +25,7 @@ pub struct PartyMetrics {
     pub requests: IntCounterVec,
     /// Time to handle a request, by kind.
     pub latency: HistogramVec,
-    cert_expiry: IntGaugeVec,
+    cert_expiry: CertExpiry,
     certs: Arc<RwLock<(Option<CertInfo>, Option<CertInfo>)>>,
 }
 
@@ -57,17 +52,10 @@ impl PartyMetrics {
             .buckets(BUCKETS.to_vec()),
             &["kind"],
         )?;
-        let cert_expiry = IntGaugeVec::new(
-            Opts::new(
-                "tessera_certificate_expiry_seconds",
-                "Seconds until the certificate expires",
-            ),
-            &["identity", "role", "serial"],
-        )?;
         registry.register(Box::new(connected.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
-        registry.register(Box::new(cert_expiry.clone()))?;
+        let cert_expiry = CertExpiry::register(&registry)?;
         Ok(Self {
             registry,
             connected,
@@ -94,31 +82,13 @@ impl PartyMetrics {
 
     /// The metrics in Prometheus text format, certificate expiry computed as of now.
     pub fn render(&self, own_identity: &str) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        self.cert_expiry.reset();
         if let Ok(g) = self.certs.read() {
-            if let Some(c) = &g.0 {
-                self.cert_expiry
-                    .with_label_values(&[own_identity, "self", &c.serial])
-                    .set(c.seconds_left(now));
-            }
-            if let Some(c) = &g.1 {
-                self.cert_expiry
-                    .with_label_values(&["coordinator", "peer", &c.serial])
-                    .set(c.seconds_left(now));
-            }
+            let own = g.0.as_ref().map(|c| (own_identity, "self", c));
+            let peer = g.1.as_ref().map(|c| ("coordinator", "peer", c));
+            self.cert_expiry
+                .refresh(tessera_common::metrics::unix_now(), own.into_iter().chain(peer));
         }
-        let mut buf = Vec::new();
-        if TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
-            .is_err()
-        {
-            return String::new();
-        }
-        String::from_utf8(buf).unwrap_or_default()
+        tessera_common::metrics::render(&self.registry)
     }
 }
 

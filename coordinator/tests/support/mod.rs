@@ -219,3 +219,13 @@ pub async fn poll_status(client: &reqwest::Client, url: &str, status: u16, withi
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Asserts a party never gets connected, and the coordinator never registers `as_id`.
+pub async fn assert_refused(c: &tessera_coordinator::app::Coordinator, mut party: RunningParty, as_id: &str) {
+    assert!(
+        !party.connects_within(Duration::from_secs(2)).await,
+        "{as_id} should have been refused"
+    );
+    assert!(!c.serving.registry().is_connected(&pid(as_id)));
+    party.stop().await;
+}

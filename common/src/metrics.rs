@@ -1,0 +1,61 @@
+//! Prometheus pieces shared by the coordinator and parties: latency buckets, text rendering,
+//! and the certificate expiry gauge.
+
+use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::transport::CertInfo;
+
+/// Latency buckets from 100 µs to 10 s.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A registry's metrics in Prometheus text format (empty if encoding fails).
+pub fn render(registry: &Registry) -> String {
+    let mut buf = Vec::new();
+    if TextEncoder::new().encode(&registry.gather(), &mut buf).is_err() {
+        return String::new();
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// `tessera_certificate_expiry_seconds{identity, role, serial}`: seconds until each certificate
+/// in use expires (`role` is `self` for our own, `peer` for the other side's).
+#[derive(Clone)]
+pub struct CertExpiry(IntGaugeVec);
+
+impl CertExpiry {
+    /// Creates the gauge and registers it.
+    ///
+    /// # Errors
+    /// If registration fails (a programming error caught by tests).
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let g = IntGaugeVec::new(
+            Opts::new(
+                "tessera_certificate_expiry_seconds",
+                "Seconds until the certificate expires",
+            ),
+            &["identity", "role", "serial"],
+        )?;
+        registry.register(Box::new(g.clone()))?;
+        Ok(Self(g))
+    }
+
+    /// Replaces the series with `(identity, role, certificate)` as of `now` (Unix seconds).
+    pub fn refresh<'a>(&self, now: i64, certs: impl IntoIterator<Item = (&'a str, &'a str, &'a CertInfo)>) {
+        self.0.reset();
+        for (identity, role, c) in certs {
+            self.0
+                .with_label_values(&[identity, role, &c.serial])
+                .set(c.seconds_left(now));
+        }
+    }
+}
+
+/// Now, as Unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

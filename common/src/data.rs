@@ -314,13 +314,18 @@ pub fn validate_id(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Splits indices `0..labels.len()` into `(rest, holdout)`, taking `fraction` of each class
-/// into the holdout, shuffled with `seed`. Deterministic for a given input and seed.
-pub fn stratified_split(labels: &[u8], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+/// Splits indices `0..strata.len()` into `(rest, holdout)`, taking `fraction` of each stratum
+/// (e.g. the label, or label and a group) into the holdout, shuffled with `seed`: strata in
+/// ascending order, one random stream. Deterministic for a given input and seed; with strata
+/// `{0, 1}` it is the classic stratified split by label.
+pub fn stratified_split(strata: &[u8], fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let (mut rest, mut holdout) = (Vec::new(), Vec::new());
-    for class in [0u8, 1u8] {
-        let mut idx: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+    let mut keys: Vec<u8> = strata.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        let mut idx: Vec<usize> = (0..strata.len()).filter(|&i| strata[i] == key).collect();
         idx.shuffle(&mut rng);
         let n_hold = (idx.len() as f64 * fraction.clamp(0.0, 1.0)).round() as usize;
         holdout.extend_from_slice(&idx[..n_hold]);

@@ -1,5 +1,7 @@
-//! Trains the split-NN in one process (no network) on two CSV slices and prints the figures.
-//! For hyperparameter searches: `cargo run --release -p tessera-coordinator --example train_local -- GUEST HOST [key=value ...]`
+//! Trains the split-NN in one process (no network) on party CSV slices and prints the figures
+//! (the manifest's metrics as JSON). The first file is the label holder (column `y`).
+//! `cargo run --release -p tessera-coordinator --example train_local -- LABELS.csv OTHER.csv... [key=value ...]`
+//! (`key=value` are `[training]` settings in TOML syntax). Used by `scripts/model-eval`.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -156,6 +156,7 @@ impl Coordinator {
             registry,
             config.parties.clone(),
             config.score.clone(),
+            config.scoring.min_parties,
         ));
         let (trigger, shutdown) = shutdown::channel();
 

@@ -7,13 +7,13 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tessera_common::model::Mlp;
+use tessera_common::model::TopModel;
 use tessera_common::wire::{PartyId, valid_model_id};
 
 use crate::config::TrainingConfig;
 
 /// Format version of the artifacts.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// One party's part of a model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,16 +33,28 @@ pub struct TrainingMetrics {
     pub holdout_auc: f64,
     /// KS statistic on the holdout.
     pub holdout_ks: f64,
+    /// Expected calibration error (10 bins) of the probability of default on the holdout.
+    pub holdout_ece: f64,
+    /// AUC on holdout customers known to every party.
+    pub holdout_auc_complete: Option<f64>,
+    /// AUC on holdout customers unknown to at least one party.
+    pub holdout_auc_partial: Option<f64>,
+    /// Holdout AUC with each party treated as absent.
+    pub holdout_auc_party_absent: std::collections::BTreeMap<String, f64>,
     /// Best validation AUC (early stopping).
     pub validation_auc: f64,
-    /// Customers aligned across all parties.
-    pub aligned_rows: usize,
+    /// The label holder's customers (the training population).
+    pub customers: usize,
+    /// Of them, known to every party.
+    pub customers_in_every_party: usize,
     /// Training rows.
     pub train_rows: usize,
     /// Validation rows.
     pub validation_rows: usize,
     /// Holdout rows.
     pub holdout_rows: usize,
+    /// Holdout rows unknown to at least one party.
+    pub holdout_rows_partial: usize,
     /// Epochs run.
     pub epochs_run: usize,
     /// Epoch whose weights were kept (1-based).
@@ -62,6 +74,8 @@ pub struct Manifest {
     pub created_at: String,
     /// Parties in the order their embeddings enter the top model.
     pub parties: Vec<PartyEntry>,
+    /// The party that held the labels.
+    pub label_holder: PartyId,
     /// Layer widths of the top model.
     pub top_layers: Vec<usize>,
     /// Figures from training.
@@ -102,14 +116,14 @@ pub enum ArtifactError {
 #[derive(Serialize, Deserialize)]
 struct TopFile {
     format: u32,
-    mlp: Mlp,
+    top: TopModel,
 }
 
 /// Writes the artifacts and points `CURRENT` at them.
 ///
 /// # Errors
 /// [`ArtifactError`] on IO or encoding failure.
-pub fn save(dir: &Path, manifest: &Manifest, top: &Mlp) -> Result<(), ArtifactError> {
+pub fn save(dir: &Path, manifest: &Manifest, top: &TopModel) -> Result<(), ArtifactError> {
     if !valid_model_id(&manifest.model_id) {
         return Err(ArtifactError::InvalidId(manifest.model_id.clone()));
     }
@@ -121,7 +135,7 @@ pub fn save(dir: &Path, manifest: &Manifest, top: &Mlp) -> Result<(), ArtifactEr
     let bytes = bincode::serde::encode_to_vec(
         TopFile {
             format: FORMAT,
-            mlp: top.clone(),
+            top: top.clone(),
         },
         bincode::config::standard(),
     )
@@ -149,7 +163,11 @@ pub fn current(dir: &Path) -> Result<String, ArtifactError> {
 ///
 /// # Errors
 /// [`ArtifactError`] naming the file or the mismatch.
-pub fn load(dir: &Path, model_id: &str, configured: &[PartyId]) -> Result<(Manifest, Mlp), ArtifactError> {
+pub fn load(
+    dir: &Path,
+    model_id: &str,
+    configured: &[PartyId],
+) -> Result<(Manifest, TopModel), ArtifactError> {
     if !valid_model_id(model_id) {
         return Err(ArtifactError::InvalidId(model_id.to_string()));
     }
@@ -173,18 +191,9 @@ pub fn load(dir: &Path, model_id: &str, configured: &[PartyId]) -> Result<(Manif
     let cfg = bincode::config::standard().with_limit::<{ 256 * 1024 * 1024 }>();
     let (top, _): (TopFile, usize) = bincode::serde::decode_from_slice(&bytes, cfg)
         .map_err(|e| ArtifactError::Format(tpath.clone(), e.to_string()))?;
-    let emb_total: usize = manifest.parties.iter().map(|p| p.emb_dim as usize).sum();
-    let consistent = top.format == FORMAT
-        && !top.mlp.layers.is_empty()
-        && top.mlp.input_dim() == emb_total
-        && top.mlp.output_dim() == 1
-        && top
-            .mlp
-            .layers
-            .windows(2)
-            .all(|w| w[0].w.ncols() == w[1].w.nrows())
-        && top.mlp.layers.iter().all(|l| l.b.len() == l.w.ncols())
-        && top.mlp.is_finite();
+    let dims: Vec<usize> = manifest.parties.iter().map(|p| p.emb_dim as usize).collect();
+    let consistent =
+        top.format == FORMAT && top.top.dims == dims && top.top.is_consistent() && top.top.is_finite();
     if !consistent {
         return Err(ArtifactError::Format(
             tpath,
@@ -200,7 +209,7 @@ pub fn load(dir: &Path, model_id: &str, configured: &[PartyId]) -> Result<(Manif
             configured: join(configured.iter().collect()),
         });
     }
-    Ok((manifest, top.mlp))
+    Ok((manifest, top.top))
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
@@ -235,15 +244,22 @@ mod tests {
                     emb_dim: 2,
                 },
             ],
+            label_holder: pid("a"),
             top_layers: vec![4, 3, 1],
             metrics: TrainingMetrics {
                 holdout_auc: 0.7,
                 holdout_ks: 0.3,
+                holdout_ece: 0.01,
+                holdout_auc_complete: Some(0.7),
+                holdout_auc_partial: None,
+                holdout_auc_party_absent: Default::default(),
                 validation_auc: 0.7,
-                aligned_rows: 10,
+                customers: 10,
+                customers_in_every_party: 10,
                 train_rows: 7,
                 validation_rows: 1,
                 holdout_rows: 2,
+                holdout_rows_partial: 0,
                 epochs_run: 1,
                 best_epoch: 1,
                 training_seconds: 0.1,
@@ -256,7 +272,7 @@ mod tests {
     fn round_trip_and_party_checks() {
         let dir = tempfile::tempdir().unwrap();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        let top = Mlp::new(&[4, 3, 1], &mut rng);
+        let top = TopModel::new(&[2, 2], &[3], &mut rng);
         save(dir.path(), &manifest(), &top).unwrap();
         assert_eq!(current(dir.path()).unwrap(), "m1");
         let (m, t) = load(dir.path(), "m1", &[pid("a"), pid("b")]).unwrap();

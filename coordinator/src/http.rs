@@ -65,6 +65,10 @@ pub struct ScoreResponse {
     pub model_version: String,
     /// Id of this request (also in the `x-request-id` header).
     pub request_id: String,
+    /// Whether some party did not contribute (its absent embedding was used instead).
+    pub degraded: bool,
+    /// The parties that did not contribute.
+    pub missing_parties: Vec<String>,
     /// Each party's status.
     pub parties: Vec<PartyOut>,
 }
@@ -212,6 +216,8 @@ async fn score(
                 score: s.score,
                 model_version: s.model_version,
                 request_id: request_id.clone(),
+                degraded: !s.missing.is_empty(),
+                missing_parties: s.missing.iter().map(|p| p.to_string()).collect(),
                 parties: party_out(&s.parties),
             };
             let mut r = (StatusCode::OK, axum::Json(body)).into_response();

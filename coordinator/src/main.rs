@@ -69,7 +69,8 @@ async fn train_now(c: &Coordinator, model_id: Option<String>) -> Result<()> {
         holdout_auc = format!("{:.4}", x.holdout_auc),
         holdout_ks = format!("{:.4}", x.holdout_ks),
         validation_auc = format!("{:.4}", x.validation_auc),
-        rows = x.aligned_rows,
+        ece = format!("{:.4}", x.holdout_ece),
+        customers = x.customers,
         seconds = format!("{:.1}", x.training_seconds),
         "model trained"
     );

@@ -4,7 +4,7 @@
 use std::sync::{Arc, RwLock};
 
 use ndarray::Array2;
-use tessera_common::model::{Mlp, ScoreScale, sigmoid};
+use tessera_common::model::{ScoreScale, TopModel};
 use tessera_common::protocol::fanout::Outcome;
 use tessera_common::wire::{ErrorCode, PartyId, Request, Response};
 use tracing::{info, warn};
@@ -17,8 +17,8 @@ use crate::registry::Registry;
 pub struct ActiveModel {
     /// Its manifest.
     pub manifest: Manifest,
-    /// The top network.
-    pub top: Mlp,
+    /// The top model.
+    pub top: TopModel,
 }
 
 /// What became of one party during a scoring request.
@@ -46,6 +46,8 @@ pub struct Scored {
     pub model_version: String,
     /// Each party's status.
     pub parties: Vec<(PartyId, PartyStatus)>,
+    /// Parties that did not contribute (their absent embedding was used): the score is degraded.
+    pub missing: Vec<PartyId>,
 }
 
 /// Why a customer could not be scored.
@@ -131,16 +133,19 @@ pub struct Serving {
     registry: Registry,
     parties: Vec<PartyId>,
     scale: ScoreScale,
+    min_parties: usize,
     active: RwLock<Option<Arc<ActiveModel>>>,
 }
 
 impl Serving {
-    /// Serving over `parties` (configured order) with no model yet.
-    pub fn new(registry: Registry, parties: Vec<PartyId>, scale: ScoreScale) -> Self {
+    /// Serving over `parties` (configured order) with no model yet; a score needs at least
+    /// `min_parties` contributing parties (others are replaced by their absent embedding).
+    pub fn new(registry: Registry, parties: Vec<PartyId>, scale: ScoreScale, min_parties: usize) -> Self {
         Self {
             registry,
             parties,
             scale,
+            min_parties,
             active: RwLock::new(None),
         }
     }
@@ -285,10 +290,13 @@ impl Serving {
             .fanout(&ready, |_| Request::Embed { ids: ids.clone() }, timeout)
             .await;
         let mut statuses = Vec::with_capacity(self.parties.len());
-        let mut embeddings = Vec::with_capacity(self.parties.len());
+        let mut parts = Vec::with_capacity(self.parties.len());
+        let mut present = Vec::with_capacity(self.parties.len());
         for entry in &model.manifest.parties {
             let p = &entry.party_id;
+            let d = entry.emb_dim as usize;
             let outcome = outcomes.iter().find(|(q, _)| q == p).map(|(_, o)| o);
+            let mut embedding = None;
             let status = match outcome {
                 None => PartyStatus::Unavailable,
                 Some(Outcome::TimedOut) => PartyStatus::Timeout,
@@ -302,7 +310,7 @@ impl Serving {
                         return Err(ScoreError::BadAnswer(p.clone()));
                     }
                     if known[0] {
-                        embeddings.push(matrix.data.clone());
+                        embedding = Some(matrix.data.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>());
                         PartyStatus::Ok
                     } else {
                         PartyStatus::UnknownCustomer
@@ -320,26 +328,41 @@ impl Serving {
                 }
                 Some(Outcome::Answered(_)) => PartyStatus::Unavailable,
             };
+            present.push(vec![embedding.is_some()]);
+            parts.push(
+                Array2::from_shape_vec((1, d), embedding.unwrap_or_else(|| vec![0.0; d]))
+                    .map_err(|_| ScoreError::BadAnswer(p.clone()))?,
+            );
             statuses.push((p.clone(), status));
         }
-        if statuses
-            .iter()
-            .any(|(_, s)| matches!(s, PartyStatus::Unavailable | PartyStatus::Timeout))
-        {
-            return Err(ScoreError::PartiesUnavailable(statuses));
-        }
-        if statuses.iter().any(|(_, s)| *s == PartyStatus::UnknownCustomer) {
+        let contributing = statuses.iter().filter(|(_, s)| *s == PartyStatus::Ok).count();
+        if contributing == 0 && statuses.iter().all(|(_, s)| *s == PartyStatus::UnknownCustomer) {
             return Err(ScoreError::UnknownCustomer(statuses));
         }
-        let row: Vec<f64> = embeddings.iter().flatten().map(|&v| f64::from(v)).collect();
-        let x = Array2::from_shape_vec((1, row.len()), row).map_err(|_| ScoreError::NoModel)?;
-        let logit = model.top.forward(x.view())[[0, 0]];
-        let pd = sigmoid(logit);
+        if contributing < self.min_parties.max(1) {
+            // Not enough of the federation to score: unknown customer if that is the reason,
+            // else the parties are unavailable.
+            if statuses
+                .iter()
+                .any(|(_, s)| matches!(s, PartyStatus::Unavailable | PartyStatus::Timeout))
+            {
+                return Err(ScoreError::PartiesUnavailable(statuses));
+            }
+            return Err(ScoreError::UnknownCustomer(statuses));
+        }
+        let x = model.top.input(&parts, &present);
+        let pd = model.top.probabilities(x.view())[0];
+        let missing: Vec<PartyId> = statuses
+            .iter()
+            .filter(|(_, s)| *s != PartyStatus::Ok)
+            .map(|(p, _)| p.clone())
+            .collect();
         Ok(Scored {
             pd,
             score: self.scale.score(pd),
             model_version: version,
             parties: statuses,
+            missing,
         })
     }
 }

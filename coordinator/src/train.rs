@@ -5,14 +5,16 @@
 //! backward pass here → `Backward` to every party with the gradient of its own embedding
 //! columns. The coordinator sees labels (from the label holder) and embeddings, never features.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use ndarray::{Array2, s};
-use rand::SeedableRng;
+use std::collections::{BTreeMap, HashSet};
+
+use ndarray::Array2;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use tessera_common::data::stratified_split;
-use tessera_common::model::{Adam, Mlp, bce_with_logits, metrics, sigmoid};
+use tessera_common::model::adam::AdamVectors;
+use tessera_common::model::{Adam, Platt, TopModel, bce_with_logits, metrics};
 use tessera_common::protocol::fanout::Outcome;
 use tessera_common::wire::{BottomSpec, Matrix, PartyId, PartyInfo, Request, Response};
 use tracing::info;
@@ -62,13 +64,26 @@ pub struct EpochReport {
     pub seconds: f64,
 }
 
-/// A trained model: its manifest and top network (bottom models were saved by the parties).
+/// A trained model: its manifest and top model (bottom models were saved by the parties).
 #[derive(Clone, Debug)]
 pub struct Trained {
     /// The manifest, metrics included.
     pub manifest: Manifest,
-    /// The top network.
-    pub top: Mlp,
+    /// The top model.
+    pub top: TopModel,
+    /// Holdout predictions and labels, for reports.
+    pub holdout: Holdout,
+}
+
+/// Holdout predictions for reports (probabilities, labels, whether every party knew the customer).
+#[derive(Clone, Debug, Default)]
+pub struct Holdout {
+    /// Predicted probability of default.
+    pub probs: Vec<f64>,
+    /// Observed label.
+    pub labels: Vec<u8>,
+    /// Whether every party knew the customer.
+    pub complete: Vec<bool>,
 }
 
 struct Ctx<'a, F> {
@@ -128,7 +143,7 @@ impl<F: Federation> Ctx<'_, F> {
             .ok_or_else(|| TrainError::Setup("empty fan-out".into()))
     }
 
-    /// Embeddings of `ids` from every party, concatenated in party order.
+    /// Embeddings of `ids` from every party (party order) and which party knows which row.
     async fn embeddings(
         &self,
         stage: &'static str,
@@ -137,7 +152,7 @@ impl<F: Federation> Ctx<'_, F> {
         ids: &[String],
         train: bool,
         dims: &[usize],
-    ) -> Result<Array2<f64>, TrainError> {
+    ) -> Result<(Vec<Array2<f64>>, Vec<Vec<bool>>), TrainError> {
         let answers = self
             .all(stage, |_| Request::Forward {
                 session,
@@ -146,19 +161,22 @@ impl<F: Federation> Ctx<'_, F> {
                 train,
             })
             .await?;
-        let total: usize = dims.iter().sum();
-        let mut x = Array2::zeros((ids.len(), total));
-        let mut col = 0;
+        let mut parts = Vec::with_capacity(dims.len());
+        let mut known_all = Vec::with_capacity(dims.len());
         for ((party, r), &d) in answers.into_iter().zip(dims) {
             let bad = |m: &str| TrainError::Party {
                 party: party.clone(),
                 stage,
                 message: m.to_string(),
             };
-            let Response::Embeddings { matrix, .. } = r else {
+            let Response::Embeddings { matrix, known } = r else {
                 return Err(bad("expected embeddings"));
             };
-            if !matrix.is_well_formed() || matrix.rows as usize != ids.len() || matrix.cols as usize != d {
+            if !matrix.is_well_formed()
+                || matrix.rows as usize != ids.len()
+                || matrix.cols as usize != d
+                || known.len() != ids.len()
+            {
                 return Err(bad("embedding matrix has the wrong shape or non-finite values"));
             }
             let m = Array2::from_shape_vec(
@@ -166,25 +184,45 @@ impl<F: Federation> Ctx<'_, F> {
                 matrix.data.iter().map(|&v| f64::from(v)).collect(),
             )
             .map_err(|_| bad("embedding shape"))?;
-            x.slice_mut(s![.., col..col + d]).assign(&m);
-            col += d;
+            parts.push(m);
+            known_all.push(known);
         }
-        Ok(x)
+        Ok((parts, known_all))
     }
 
+    /// Calibrated probabilities for `ids`; with `absent = Some(p)`, as if party `p` were missing.
     async fn predict(
         &self,
-        top: &Mlp,
+        top: &TopModel,
         session: u64,
         ids: &[String],
-        dims: &[usize],
+        absent: Option<usize>,
+    ) -> Result<Vec<f64>, TrainError> {
+        let logits = self.logits(top, session, ids, absent).await?;
+        Ok(logits
+            .into_iter()
+            .map(|z| top.calibration.probability(z))
+            .collect())
+    }
+
+    /// Raw logits for `ids`; with `absent = Some(p)`, as if party `p` were missing.
+    async fn logits(
+        &self,
+        top: &TopModel,
+        session: u64,
+        ids: &[String],
+        absent: Option<usize>,
     ) -> Result<Vec<f64>, TrainError> {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(EVAL_CHUNK) {
-            let x = self
-                .embeddings("evaluation", session, 0, chunk, false, dims)
+            let (parts, mut present) = self
+                .embeddings("evaluation", session, 0, chunk, false, &top.dims)
                 .await?;
-            out.extend(top.forward(x.view()).column(0).iter().map(|&z| sigmoid(z)));
+            if let Some(p) = absent {
+                present[p].iter_mut().for_each(|v| *v = false);
+            }
+            let x = top.input(&parts, &present);
+            out.extend(top.logits(x.view()));
         }
         Ok(out)
     }
@@ -192,7 +230,9 @@ impl<F: Federation> Ctx<'_, F> {
 
 /// Trains a model over `parties` (in the order their embeddings enter the top model).
 ///
-/// `timeout` bounds every request to a party; `on_epoch` is called after each epoch.
+/// The label holder's customers are the training population; a customer unknown to another
+/// party uses that party's learned absent embedding. `timeout` bounds every request to a party;
+/// `on_epoch` is called after each epoch.
 ///
 /// # Errors
 /// [`TrainError`] naming the party and step that failed.
@@ -231,8 +271,9 @@ pub async fn train<F: Federation>(
         [] => return Err(TrainError::Setup("no party holds labels".into())),
         _ => return Err(TrainError::Setup("more than one party holds labels".into())),
     };
+    let holder_idx = parties.iter().position(|p| *p == label_holder).unwrap_or(0);
 
-    // 2. Align customers (v0: ids listed in the clear; PSI replaces this).
+    // 2. Align customers (v0: ids listed to the coordinator; PSI replaces this).
     let mut per_party: Vec<Vec<String>> = Vec::with_capacity(parties.len());
     for p in parties {
         let mut ids = Vec::new();
@@ -262,31 +303,32 @@ pub async fn train<F: Federation>(
         }
         per_party.push(ids);
     }
-    let holder_idx = parties.iter().position(|p| *p == label_holder).unwrap_or(0);
-    let others: Vec<HashSet<&String>> = per_party
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != holder_idx)
-        .map(|(_, v)| v.iter().collect())
-        .collect();
-    let mut aligned: Vec<String> = per_party[holder_idx]
-        .iter()
-        .filter(|id| others.iter().all(|o| o.contains(id)))
-        .cloned()
-        .collect();
+    let sets: Vec<HashSet<&String>> = per_party.iter().map(|v| v.iter().collect()).collect();
+    let mut customers: Vec<String> = per_party[holder_idx].clone();
     if let Some(max) = cfg.max_rows {
-        aligned.truncate(max);
+        customers.truncate(max);
     }
+    // membership[p][i]: party p knows customer i.
+    let membership: Vec<Vec<bool>> = sets
+        .iter()
+        .map(|s| customers.iter().map(|c| s.contains(c)).collect())
+        .collect();
+    let complete: Vec<bool> = (0..customers.len())
+        .map(|i| membership.iter().all(|m| m[i]))
+        .collect();
+    let n_complete = complete.iter().filter(|&&c| c).count();
+    drop(sets);
     drop(per_party);
     info!(
-        aligned = aligned.len(),
+        customers = customers.len(),
+        in_every_party = n_complete,
         parties = parties.len(),
         "customers aligned"
     );
 
     // 3. Labels.
-    let mut labels = Vec::with_capacity(aligned.len());
-    for chunk in aligned.chunks(PAGE as usize) {
+    let mut labels = Vec::with_capacity(customers.len());
+    for chunk in customers.chunks(PAGE as usize) {
         let r = ctx
             .one(&label_holder, "labels", Request::Labels { ids: chunk.to_vec() })
             .await?;
@@ -306,24 +348,31 @@ pub async fn train<F: Federation>(
     let positives = labels.iter().filter(|&&l| l == 1).count();
     if positives < 10 || labels.len() - positives < 10 {
         return Err(TrainError::Setup(format!(
-            "too few customers of each class to train ({} aligned, {positives} positive)",
+            "too few customers of each class to train ({} customers, {positives} positive)",
             labels.len()
         )));
     }
 
-    // 4. Split: holdout, then validation from the rest.
-    let (rest, holdout) = stratified_split(&labels, cfg.holdout_fraction, cfg.seed);
-    let rest_labels: Vec<u8> = rest.iter().map(|&i| labels[i]).collect();
-    let (train_pos, val_pos) =
-        stratified_split(&rest_labels, cfg.validation_fraction, cfg.seed.wrapping_add(1));
+    // 4. Split, stratified by label and by whether every party knows the customer: holdout,
+    //    then validation from the rest.
+    let strata: Vec<u8> = (0..labels.len())
+        .map(|i| labels[i] + 2 * u8::from(complete[i]))
+        .collect();
+    let (rest, holdout) = stratified_split(&strata, cfg.holdout_fraction, cfg.split_seed);
+    let rest_strata: Vec<u8> = rest.iter().map(|&i| strata[i]).collect();
+    let (train_pos, val_pos) = stratified_split(
+        &rest_strata,
+        cfg.validation_fraction,
+        cfg.split_seed.wrapping_add(1),
+    );
     let train_idx: Vec<usize> = train_pos.iter().map(|&i| rest[i]).collect();
     let val_idx: Vec<usize> = val_pos.iter().map(|&i| rest[i]).collect();
-    let ids_of = |idx: &[usize]| idx.iter().map(|&i| aligned[i].clone()).collect::<Vec<_>>();
+    let ids_of = |idx: &[usize]| idx.iter().map(|&i| customers[i].clone()).collect::<Vec<_>>();
     let labels_of = |idx: &[usize]| idx.iter().map(|&i| labels[i]).collect::<Vec<_>>();
     let (train_ids, val_ids, hold_ids) = (ids_of(&train_idx), ids_of(&val_idx), ids_of(&holdout));
     let (val_labels, hold_labels) = (labels_of(&val_idx), labels_of(&holdout));
 
-    // 5. Fresh bottom models, standardisation fitted on training customers only.
+    // 5. Fresh bottom models, encodings fitted on training customers only.
     let session: u64 = rand::random();
     let answers = ctx
         .all("train init", |p| Request::TrainInit {
@@ -358,12 +407,14 @@ pub async fn train<F: Federation>(
         }
     }
     let dims: Vec<usize> = entries.iter().map(|e| e.emb_dim as usize).collect();
-    let mut sizes = vec![dims.iter().sum::<usize>()];
-    sizes.extend_from_slice(&cfg.top_hidden);
-    sizes.push(1);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut top = Mlp::new(&sizes, &mut rng);
-    let mut adam = Adam::new(&top, f64::from(cfg.learning_rate), f64::from(cfg.weight_decay));
+    let mut top = TopModel::new(&dims, &cfg.top_hidden, &mut rng);
+    let mut adam = Adam::new(
+        &top.mlp,
+        f64::from(cfg.learning_rate),
+        f64::from(cfg.weight_decay),
+    );
+    let mut adam_absent = AdamVectors::new(&top.absent);
 
     // 6. Epochs with early stopping.
     let mut order: Vec<usize> = (0..train_ids.len()).collect();
@@ -380,54 +431,55 @@ pub async fn train<F: Federation>(
             step += 1;
             let ids: Vec<String> = batch.iter().map(|&i| train_ids[i].clone()).collect();
             let y: Vec<f64> = batch.iter().map(|&i| f64::from(labels[train_idx[i]])).collect();
-            let x = ctx
+            let (parts, mut present) = ctx
                 .embeddings("forward", session, step, &ids, true, &dims)
                 .await?;
-            let (out, cache) = top.forward_train(x.view());
-            let logits: Vec<f64> = out.column(0).to_vec();
+            // Party dropout: hide a present party for a row, keeping at least one party.
+            if cfg.party_dropout > 0.0 && parties.len() > 1 {
+                for r in 0..ids.len() {
+                    for p in 0..parties.len() {
+                        if present[p][r] && rng.r#gen::<f64>() < cfg.party_dropout {
+                            let others = (0..parties.len()).filter(|&q| q != p && present[q][r]).count();
+                            if others > 0 {
+                                present[p][r] = false;
+                            }
+                        }
+                    }
+                }
+            }
+            let x = top.input(&parts, &present);
+            let (logits, cache) = top.forward_train(x.view());
             let (loss, grad) = bce_with_logits(&logits, &y);
             if !loss.is_finite() {
                 return Err(TrainError::Diverged(format!("loss is {loss} at epoch {epoch}")));
             }
             loss_sum += loss;
             batches += 1;
-            let g = Array2::from_shape_vec((grad.len(), 1), grad)
-                .map_err(|e| TrainError::Diverged(e.to_string()))?;
-            let (grads, gin) = top.backward(&cache, g.view());
+            let grads = top.backward(&cache, &grad, &present);
             adam.lr = f64::from(lr);
-            adam.step(&mut top, &grads);
-            let mut offsets = Vec::with_capacity(dims.len());
-            let mut col = 0;
-            for &d in &dims {
-                offsets.push(col);
-                col += d;
-            }
-            let slices: Vec<(PartyId, Matrix)> = parties
+            adam.step(&mut top.mlp, &grads.mlp);
+            adam_absent.step(&mut top.absent, &grads.absent, f64::from(lr));
+            let slices: BTreeMap<PartyId, Matrix> = parties
                 .iter()
-                .zip(offsets.iter().zip(&dims))
-                .map(|(p, (&o, &d))| {
-                    let part = gin.slice(s![.., o..o + d]);
-                    let data: Vec<f32> = part.iter().map(|&v| v as f32).collect();
+                .zip(&grads.parties)
+                .map(|(p, g)| {
+                    let data: Vec<f32> = g.iter().map(|&v| v as f32).collect();
                     (
                         p.clone(),
                         Matrix {
-                            rows: part.nrows() as u32,
-                            cols: d as u32,
+                            rows: g.nrows() as u32,
+                            cols: g.ncols() as u32,
                             data,
                         },
                     )
                 })
                 .collect();
             ctx.all("backward", |p| {
-                let grad = slices
-                    .iter()
-                    .find(|(q, _)| q == p)
-                    .map(|(_, m)| m.clone())
-                    .unwrap_or(Matrix {
-                        rows: 0,
-                        cols: 0,
-                        data: vec![],
-                    });
+                let grad = slices.get(p).cloned().unwrap_or(Matrix {
+                    rows: 0,
+                    cols: 0,
+                    data: vec![],
+                });
                 Request::Backward {
                     session,
                     step,
@@ -438,7 +490,7 @@ pub async fn train<F: Federation>(
             .await?;
         }
         epochs_run = epoch;
-        let val_scores = ctx.predict(&top, session, &val_ids, &dims).await?;
+        let val_scores = ctx.predict(&top, session, &val_ids, None).await?;
         let val_auc = metrics::auc(&val_scores, &val_labels).unwrap_or(0.5);
         let report = EpochReport {
             epoch,
@@ -459,11 +511,38 @@ pub async fn train<F: Federation>(
     let (validation_auc, best_epoch, best_top) = best;
     top = best_top;
     ctx.all("restore", |_| Request::Restore { session }).await?;
+    if cfg.calibrate {
+        let val_logits = ctx.logits(&top, session, &val_ids, None).await?;
+        top.calibration = Platt::fit(&val_logits, &val_labels);
+    }
 
     // 7. Final figures on the holdout.
-    let hold_scores = ctx.predict(&top, session, &hold_ids, &dims).await?;
-    let holdout_auc = metrics::auc(&hold_scores, &hold_labels).unwrap_or(0.5);
-    let holdout_ks = metrics::ks(&hold_scores, &hold_labels).unwrap_or(0.0);
+    let hold_probs = ctx.predict(&top, session, &hold_ids, None).await?;
+    let hold_complete: Vec<bool> = holdout.iter().map(|&i| complete[i]).collect();
+    let subset = |want: bool| -> (Vec<f64>, Vec<u8>) {
+        hold_probs
+            .iter()
+            .zip(&hold_labels)
+            .zip(&hold_complete)
+            .filter(|(_, c)| **c == want)
+            .map(|((p, l), _)| (*p, *l))
+            .unzip()
+    };
+    let (pc, lc) = subset(true);
+    let (pp, lp) = subset(false);
+    let mut absent_auc = BTreeMap::new();
+    if parties.len() > 1 {
+        for (p, party) in parties.iter().enumerate() {
+            let probs = ctx.predict(&top, session, &hold_ids, Some(p)).await?;
+            absent_auc.insert(
+                party.to_string(),
+                metrics::auc(&probs, &hold_labels).unwrap_or(0.5),
+            );
+        }
+    }
+    let holdout_auc = metrics::auc(&hold_probs, &hold_labels).unwrap_or(0.5);
+    let holdout_ks = metrics::ks(&hold_probs, &hold_labels).unwrap_or(0.0);
+    let holdout_ece = metrics::ece(&hold_probs, &hold_labels, 10).unwrap_or(1.0);
 
     // 8. Parties save their bottom models; the caller saves the top model and manifest.
     ctx.all("save", |_| Request::Save {
@@ -479,20 +558,35 @@ pub async fn train<F: Federation>(
         model_id: model_id.to_string(),
         created_at,
         parties: entries,
-        top_layers: sizes,
+        label_holder: label_holder.clone(),
+        top_layers: top.mlp.layers.iter().map(|l| l.w.nrows()).chain([1]).collect(),
         metrics: TrainingMetrics {
             holdout_auc,
             holdout_ks,
+            holdout_ece,
+            holdout_auc_complete: metrics::auc(&pc, &lc),
+            holdout_auc_partial: metrics::auc(&pp, &lp),
+            holdout_auc_party_absent: absent_auc,
             validation_auc,
-            aligned_rows: aligned.len(),
+            customers: customers.len(),
+            customers_in_every_party: n_complete,
             train_rows: train_ids.len(),
             validation_rows: val_ids.len(),
             holdout_rows: hold_ids.len(),
+            holdout_rows_partial: pp.len(),
             epochs_run,
             best_epoch,
             training_seconds: started.elapsed().as_secs_f64(),
         },
         training: cfg.clone(),
     };
-    Ok(Trained { manifest, top })
+    Ok(Trained {
+        manifest,
+        top,
+        holdout: Holdout {
+            probs: hold_probs,
+            labels: hold_labels,
+            complete: hold_complete,
+        },
+    })
 }

@@ -324,7 +324,7 @@ async fn main() -> Result<()> {
                                 eprintln!("{name} exited ({status}); stopping the demo");
                                 return;
                             }
-                            eprintln!("{name} exited ({status}); scoring now answers 503 and /readyz says why");
+                            eprintln!("{name} exited ({status}); scores are now degraded (its absent embedding is used) and /readyz says why");
                         }
                     }
                 }

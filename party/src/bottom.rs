@@ -5,46 +5,45 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array2, ArrayView2};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
-use tessera_common::model::{Mlp, Standardizer};
+use tessera_common::model::{Encoder, Mlp};
 
 use crate::Error;
 
 /// Format version of saved bottom models.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// A trained or training bottom model.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BottomModel {
     format: u32,
-    /// Standardisation fitted on the training customers.
-    pub standardizer: Standardizer,
+    /// Input encoding fitted on the training customers.
+    pub encoder: Encoder,
     /// The network.
     pub mlp: Mlp,
 }
 
 impl BottomModel {
-    /// A fresh model for `n_features` inputs.
-    pub fn new(
-        standardizer: Standardizer,
-        n_features: usize,
-        hidden: &[usize],
-        emb_dim: usize,
-        seed: u64,
-    ) -> Self {
-        let mut sizes = vec![n_features];
+    /// A fresh model on top of `encoder`.
+    pub fn new(encoder: Encoder, hidden: &[usize], emb_dim: usize, seed: u64) -> Self {
+        let mut sizes = vec![encoder.width()];
         sizes.extend_from_slice(hidden);
         sizes.push(emb_dim);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         Self {
             format: FORMAT,
-            standardizer,
+            encoder,
             mlp: Mlp::new(&sizes, &mut rng),
         }
     }
 
-    /// Number of input features.
+    /// Number of raw input features (data columns).
     pub fn n_features(&self) -> usize {
-        self.mlp.input_dim()
+        self.encoder.n_inputs()
+    }
+
+    /// Encoded rows, the network's input.
+    pub fn encode(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
+        self.encoder.transform(x)
     }
 
     /// Embedding width.
@@ -54,7 +53,7 @@ impl BottomModel {
 
     /// Embeddings of raw feature rows.
     pub fn embed(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
-        self.mlp.forward(self.standardizer.transform(x).view())
+        self.mlp.forward(self.encoder.transform(x).view())
     }
 
     /// Where model `model_id` lives in `dir`.
@@ -102,8 +101,8 @@ impl BottomModel {
         let consistent = m.mlp.layers.windows(2).all(|w| w[0].w.ncols() == w[1].w.nrows())
             && m.mlp.layers.iter().all(|l| l.b.len() == l.w.ncols())
             && !m.mlp.layers.is_empty()
-            && m.standardizer.mean.len() == m.n_features()
-            && m.standardizer.std.len() == m.n_features()
+            && m.encoder.width() == m.mlp.input_dim()
+            && m.encoder.is_finite()
             && m.mlp.is_finite();
         if !consistent {
             return Err(Error::ModelFormat(format!(
@@ -118,16 +117,12 @@ impl BottomModel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::Array1;
 
     #[test]
     fn saves_and_loads() {
         let dir = tempfile::tempdir().unwrap();
-        let st = Standardizer {
-            mean: Array1::zeros(3),
-            std: Array1::ones(3),
-        };
-        let m = BottomModel::new(st, 3, &[4], 2, 1);
+        let x = ndarray::Array2::from_shape_fn((40, 3), |(i, j)| (i * (j + 1)) as f64);
+        let m = BottomModel::new(Encoder::fit(x.view()), &[4], 2, 1);
         m.save(dir.path(), "m1").unwrap();
         let back = BottomModel::load(dir.path(), "m1").unwrap();
         assert_eq!(back.mlp, m.mlp);

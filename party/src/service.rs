@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use ndarray::Array2;
 use tessera_common::data::FeatureTable;
-use tessera_common::model::{Adam, Cache, Standardizer};
+use tessera_common::model::{Adam, Cache, Encoder};
 use tessera_common::wire::{ErrorCode, Matrix, PartyId, PartyInfo, Request, Response, valid_model_id};
 
 use crate::bottom::BottomModel;
@@ -186,20 +186,18 @@ impl PartyService {
         {
             return error(ErrorCode::BadRequest, "model spec outside this party's limits");
         }
-        let mut rows = Vec::with_capacity(fit_ids.len());
-        for id in fit_ids {
-            match self.data.row_of(id) {
-                Some(r) => rows.push(r),
-                None => {
-                    return error(ErrorCode::UnknownId, "a training id is unknown to this party");
-                }
-            }
+        // Customers this party does not have are simply not part of its fit.
+        let rows: Vec<usize> = fit_ids.iter().filter_map(|id| self.data.row_of(id)).collect();
+        if rows.is_empty() {
+            return error(
+                ErrorCode::UnknownId,
+                "none of the training customers is known to this party",
+            );
         }
         let fit = self.data.features().select(ndarray::Axis(0), &rows);
         let hidden: Vec<usize> = spec.hidden.iter().map(|&w| w as usize).collect();
         let model = BottomModel::new(
-            Standardizer::fit(fit.view()),
-            self.data.n_features(),
+            Encoder::fit(fit.view()),
             &hidden,
             spec.emb_dim as usize,
             spec.seed,
@@ -239,12 +237,16 @@ impl PartyService {
         if let Some(r) = self.check_ids(ids) {
             return r;
         }
+        // Customers this party does not know get zero rows, flagged in `known`; the coordinator
+        // uses its absent embedding for them and sends back zero gradients.
         let (x, known) = self.data.gather(ids);
-        if known.iter().any(|k| !k) {
-            return error(ErrorCode::UnknownId, "a training id is unknown to this party");
-        }
         self.with_session(session, |s| {
-            let xs = s.model.standardizer.transform(x.view());
+            let mut xs = s.model.encode(x.view());
+            for (r, k) in known.iter().enumerate() {
+                if !k {
+                    xs.row_mut(r).fill(0.0);
+                }
+            }
             if train {
                 let (out, cache) = s.model.mlp.forward_train(xs.view());
                 s.pending = Some((step, cache, ids.len()));

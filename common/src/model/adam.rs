@@ -78,6 +78,50 @@ impl Adam {
     }
 }
 
+/// Adam state for a list of plain vectors (the absent embeddings), no weight decay.
+#[derive(Clone, Debug)]
+pub struct AdamVectors {
+    m: Vec<ndarray::Array1<f64>>,
+    v: Vec<ndarray::Array1<f64>>,
+    t: i32,
+}
+
+impl AdamVectors {
+    /// Fresh state for vectors shaped like `params`.
+    pub fn new(params: &[ndarray::Array1<f64>]) -> Self {
+        let zeros: Vec<_> = params
+            .iter()
+            .map(|p| ndarray::Array1::zeros(p.raw_dim()))
+            .collect();
+        Self {
+            m: zeros.clone(),
+            v: zeros,
+            t: 0,
+        }
+    }
+
+    /// One update with learning rate `lr`.
+    ///
+    /// # Panics
+    /// If shapes differ from the state's.
+    pub fn step(&mut self, params: &mut [ndarray::Array1<f64>], grads: &[ndarray::Array1<f64>], lr: f64) {
+        self.t = self.t.saturating_add(1);
+        let (b1, b2, eps): (f64, f64, f64) = (0.9, 0.999, 1e-8);
+        let (c1, c2) = (1.0 - b1.powi(self.t), 1.0 - b2.powi(self.t));
+        for (((p, g), m), v) in params.iter_mut().zip(grads).zip(&mut self.m).zip(&mut self.v) {
+            ndarray::Zip::from(p)
+                .and(g)
+                .and(m)
+                .and(v)
+                .for_each(|p, &g, m, v| {
+                    *m = b1 * *m + (1.0 - b1) * g;
+                    *v = b2 * *v + (1.0 - b2) * g * g;
+                    *p -= lr * ((*m / c1) / ((*v / c2).sqrt() + eps));
+                });
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

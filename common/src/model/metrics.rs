@@ -59,6 +59,30 @@ pub fn ks(scores: &[f64], labels: &[u8]) -> Option<f64> {
     Some(best)
 }
 
+/// Expected calibration error with `bins` equal-width probability bins: the row-weighted mean
+/// gap between mean predicted probability and observed default rate. `None` if empty.
+pub fn ece(probs: &[f64], labels: &[u8], bins: usize) -> Option<f64> {
+    if probs.is_empty() || probs.len() != labels.len() || bins == 0 || probs.iter().any(|p| p.is_nan()) {
+        return None;
+    }
+    let mut sum_p = vec![0.0; bins];
+    let mut sum_y = vec![0.0; bins];
+    let mut count = vec![0usize; bins];
+    for (&p, &y) in probs.iter().zip(labels) {
+        let b = ((p.clamp(0.0, 1.0) * bins as f64) as usize).min(bins - 1);
+        sum_p[b] += p;
+        sum_y[b] += f64::from(y);
+        count[b] += 1;
+    }
+    let n = probs.len() as f64;
+    Some(
+        (0..bins)
+            .filter(|&b| count[b] > 0)
+            .map(|b| (sum_p[b] - sum_y[b]).abs() / n)
+            .sum(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,6 +103,15 @@ mod tests {
             "ks {:?} want {want_ks:?}",
             ks(scores, labels)
         );
+    }
+
+    #[test]
+    fn ece_known_values() {
+        // Perfectly calibrated bins.
+        assert!(ece(&[0.25, 0.25, 0.25, 0.25], &[1, 0, 0, 0], 10).unwrap() < 1e-12);
+        // Everyone predicted 0.9, half default: gap 0.4.
+        assert!((ece(&[0.9, 0.9], &[1, 0], 10).unwrap() - 0.4).abs() < 1e-12);
+        assert_eq!(ece(&[], &[], 10), None);
     }
 
     #[test]

@@ -3,15 +3,19 @@
 //! embedding); the coordinator concatenates embeddings and runs the top [`Mlp`] to one logit.
 
 pub mod adam;
+pub mod calibrate;
+pub mod encode;
 pub mod metrics;
 pub mod mlp;
 pub mod scorecard;
-pub mod standardize;
+pub mod top;
 
 pub use adam::Adam;
+pub use calibrate::Platt;
+pub use encode::Encoder;
 pub use mlp::{Cache, Gradients, Mlp};
 pub use scorecard::ScoreScale;
-pub use standardize::Standardizer;
+pub use top::{TopGradients, TopModel};
 
 /// Logistic function, numerically stable for large |x|.
 pub fn sigmoid(x: f64) -> f64 {

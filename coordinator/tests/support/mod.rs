@@ -109,6 +109,7 @@ pub fn coordinator_config(tls_dir: PathBuf, model_dir: PathBuf, parties: &[&str]
         model_id: None,
         http: HttpSettings::default(),
         score: Default::default(),
+        scoring: Default::default(),
         training: TrainingConfig {
             epochs: 2,
             max_rows: Some(3_000),

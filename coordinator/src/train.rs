@@ -436,6 +436,8 @@ pub async fn train<F: Federation>(
                 .await?;
             // Party dropout: hide a present party for a row, keeping at least one party.
             if cfg.party_dropout > 0.0 && parties.len() > 1 {
+                // Indexes rows across several parties' masks at once.
+                #[allow(clippy::needless_range_loop)]
                 for r in 0..ids.len() {
                     for p in 0..parties.len() {
                         if present[p][r] && rng.r#gen::<f64>() < cfg.party_dropout {

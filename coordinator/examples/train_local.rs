@@ -16,19 +16,20 @@ use tessera_party::service::PartyService;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let (files, settings): (Vec<&String>, Vec<&String>) = args.iter().partition(|a| !a.contains('='));
     anyhow::ensure!(
-        args.len() >= 2,
-        "usage: train_local GUEST.csv HOST.csv [toml-key=value ...]"
+        !files.is_empty(),
+        "usage: train_local LABELS.csv OTHER.csv... [toml-key=value ...]"
     );
     let dir = tempfile::tempdir()?;
     let mut fed = LocalFederation::new();
-    for (i, path) in args[..2].iter().enumerate() {
+    for (i, path) in files.iter().enumerate() {
         let opts = LoadOptions {
             label_column: (i == 0).then(|| "y".to_string()),
             ..Default::default()
         };
         let data = FeatureTable::load(path.as_ref(), &opts)?;
-        let id = PartyId::new(if i == 0 { "guest" } else { "host" })?;
+        let id = PartyId::new(format!("p{i}"))?;
         fed.add(Arc::new(PartyService::new(
             id,
             data,
@@ -36,7 +37,8 @@ async fn main() -> anyhow::Result<()> {
             PartyLimits::default(),
         )));
     }
-    let cfg: TrainingConfig = toml::from_str(&args[2..].join("\n"))?;
+    let settings: Vec<&str> = settings.iter().map(|s| s.as_str()).collect();
+    let cfg: TrainingConfig = toml::from_str(&settings.join("\n"))?;
     let parties = fed.ids();
     let trained =
         tessera_coordinator::train::train(&fed, &parties, &cfg, "local", Duration::from_secs(60), |r| {

@@ -286,6 +286,20 @@ impl Registry {
             }
         }
         tasks.abort_all();
-        fanout.into_outcomes()
+        let outcomes = fanout.into_outcomes();
+        // A party that missed the deadline is unresponsive even if its own call task was
+        // aborted before it could say so.
+        for (party, outcome) in &outcomes {
+            if matches!(outcome, Outcome::TimedOut)
+                && let Some(conn) = self.connection(party)
+            {
+                self.set_unresponsive(party, &conn, true);
+                self.metrics
+                    .party_failures
+                    .with_label_values(&[party.as_str(), "timeout"])
+                    .inc();
+            }
+        }
+        outcomes
     }
 }

@@ -287,7 +287,7 @@ async fn main() -> Result<()> {
             model["model_id"].as_str().unwrap_or("?"),
             m["holdout_auc"].as_f64().unwrap_or(f64::NAN),
             m["holdout_ks"].as_f64().unwrap_or(f64::NAN),
-            m["aligned_rows"],
+            m["customers"],
             m["holdout_rows"],
             m["training_seconds"].as_f64().unwrap_or(f64::NAN),
         );

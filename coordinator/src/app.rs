@@ -261,6 +261,12 @@ impl Coordinator {
         )
         .await?;
         artifact::save(&self.config.model_dir, &trained.manifest, &trained.top)?;
+        crate::report::write(
+            &self.config.model_dir.join(&model_id),
+            &trained.manifest,
+            &trained.holdout,
+            &self.config.score,
+        )?;
         let manifest = trained.manifest.clone();
         self.serving
             .activate(ActiveModel {

@@ -8,6 +8,7 @@
 //! - [`federation`]: the registry as a training federation.
 //! - [`train`]: the split-NN training driver.
 //! - [`artifact`]: top model and manifest files.
+//! - [`report`]: `metrics.json` and `report.svg` (ROC, calibration, score distribution) per model.
 //! - [`serving`]: the active model, loading it onto parties, and scoring one customer.
 //! - [`http`]: the HTTP API (axum).
 //! - [`app`]: wiring: listener, model activation, HTTP server, shutdown.
@@ -21,5 +22,6 @@ pub mod http;
 pub mod listener;
 pub mod metrics;
 pub mod registry;
+pub mod report;
 pub mod serving;
 pub mod train;

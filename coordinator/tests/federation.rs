@@ -196,6 +196,17 @@ async fn trains_and_scores_over_mutual_tls_quic() {
     assert!(!fed.pki.path("models-a/test-model").exists());
     assert!(fed.pki.path("models-c/test-model/manifest.json").exists());
     assert!(fed.pki.path("models-c/test-model/top.bin").exists());
+    let metrics: Value =
+        serde_json::from_slice(&std::fs::read(fed.pki.path("models-c/test-model/metrics.json")).unwrap())
+            .unwrap();
+    assert_eq!(metrics["holdout_auc"], manifest.metrics.holdout_auc);
+    let svg = std::fs::read_to_string(fed.pki.path("models-c/test-model/report.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg")
+            && svg.contains("ROC")
+            && svg.contains("Calibration")
+            && svg.matches("<polyline").count() >= 5
+    );
 
     // A restarted coordinator serves the saved model.
     let Fed {

@@ -62,7 +62,33 @@ async fn train_now(c: &Coordinator, model_id: Option<String>) -> Result<()> {
     info!("waiting for every party to connect before training");
     c.wait_for_parties(None).await;
     info!("training");
-    let m = c.train(model_id, log_epoch).await.context("training failed")?;
+    // A progress bar per epoch on a terminal; plain log lines otherwise (files, containers).
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] epoch {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_prefix("training");
+        bar
+    });
+    let on_epoch = |r: &tessera_coordinator::train::EpochReport| match &bar {
+        Some(bar) => {
+            bar.set_length(r.epochs as u64);
+            bar.set_position(r.epoch as u64);
+            bar.set_message(format!(
+                "loss {:.4}  validation AUC {:.4}  ({:.2} s)",
+                r.train_loss, r.validation_auc, r.seconds
+            ));
+        }
+        None => log_epoch(r),
+    };
+    let trained = c.train(model_id, on_epoch).await;
+    if let Some(bar) = &bar {
+        bar.abandon();
+    }
+    let m = trained.context("training failed")?;
     let x = &m.metrics;
     info!(
         model = %m.model_id,

@@ -110,7 +110,7 @@ pub fn revoke(pki: &PkiDir, serial: &str, reason: Reason, subject: Option<String
         None => {
             let e = Revoked {
                 serial,
-                revoked_at: OffsetDateTime::now_utc().unix_timestamp(),
+                revoked_at: crate::inspect::unix_now(),
                 reason,
                 subject,
             };

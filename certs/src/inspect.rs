@@ -13,6 +13,14 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::files::read_cert_chain;
 use crate::{Error, Identity};
 
+/// Now, as Unix seconds (what certificate validity is compared with).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// Uppercase hex without separators, as `openssl x509 -serial` prints serials.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
@@ -144,7 +152,7 @@ fn date(unix: i64) -> String {
 
 impl fmt::Display for CertInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let now = unix_now();
         writeln!(f, "subject:     {}", self.subject)?;
         writeln!(f, "issuer:      {}", self.issuer)?;
         writeln!(f, "serial:      {}", self.serial)?;

@@ -51,11 +51,3 @@ impl CertExpiry {
         }
     }
 }
-
-/// Now, as Unix seconds.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}

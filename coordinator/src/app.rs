@@ -53,10 +53,6 @@ pub struct Coordinator {
     tasks: Vec<JoinHandle<()>>,
 }
 
-fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
 /// Keeps TLS current without a restart: applies new certificates, keys, roots and CRLs to new
 /// handshakes, and every reload interval closes connections of parties whose certificate is
 /// now revoked or expired, and warns about certificates close to expiry.
@@ -97,7 +93,10 @@ async fn reload_tls(
                 _ = shutdown.recv() => return,
             }
             let set = revoked.read().map(|g| g.clone()).unwrap_or_default();
-            for party in serving.registry().close_untrusted(&set, unix_now()) {
+            for party in serving
+                .registry()
+                .close_untrusted(&set, tessera_common::transport::unix_now())
+            {
                 tracing::warn!(party = %party, "closed connection: certificate revoked or expired");
             }
             for (party, cert) in serving.registry().peer_certificates() {

@@ -272,7 +272,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = tessera_common::transport::unix_now();
     let own = state.own_cert.read().ok().and_then(|g| g.clone());
     let peers = state.serving.registry().peer_certificates();
     state.metrics.refresh_cert_expiry(now, own.as_ref(), &peers);

@@ -86,7 +86,7 @@ impl PartyMetrics {
             let own = g.0.as_ref().map(|c| (own_identity, "self", c));
             let peer = g.1.as_ref().map(|c| ("coordinator", "peer", c));
             self.cert_expiry
-                .refresh(tessera_common::metrics::unix_now(), own.into_iter().chain(peer));
+                .refresh(tessera_common::transport::unix_now(), own.into_iter().chain(peer));
         }
         tessera_common::metrics::render(&self.registry)
     }

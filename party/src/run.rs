@@ -118,7 +118,7 @@ pub async fn run(
                     metrics.set_own_cert(m.leaf_info.clone());
                     let revoked = m.revoked_serials();
                     let coordinator_bad = transport::peer_certificate(&current)
-                        .is_some_and(|c| revoked.contains(&c.serial) || c.not_after < unix_now());
+                        .is_some_and(|c| revoked.contains(&c.serial) || c.not_after < tessera_common::transport::unix_now());
                     if coordinator_bad {
                         warn!("coordinator certificate is revoked or expired; closing the connection");
                         current.close(VarInt::from_u32(close_code::CERTIFICATE), b"certificate revoked or expired");
@@ -163,13 +163,6 @@ pub async fn run(
     endpoint.wait_idle().await;
     info!(party = %service.id(), "party stopped");
     Ok(())
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Applies reloaded material to the endpoint; returns whether our own certificate changed.

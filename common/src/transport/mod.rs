@@ -27,7 +27,7 @@ use crate::protocol::{ProtocolError, handshake};
 use crate::wire::{FrameError, Message, PartyId, Request, Response, Welcome};
 
 pub use stream::{read_message, write_message};
-pub use tessera_certs::inspect::CertInfo;
+pub use tessera_certs::inspect::{CertInfo, unix_now};
 pub use tls::{TlsMaterial, TlsPaths};
 
 /// Application close codes sent in QUIC CONNECTION_CLOSE frames.
@@ -220,11 +220,7 @@ pub fn peer_certificate(conn: &Connection) -> Option<CertInfo> {
 
 /// Logs a warning if `info` expires within `warn_days` (or has expired).
 pub fn warn_if_expiring(who: &str, info: &CertInfo, warn_days: u32) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let left = info.seconds_left(now);
+    let left = info.seconds_left(tessera_certs::inspect::unix_now());
     if left < i64::from(warn_days) * 86_400 {
         tracing::warn!(certificate = who, serial = %info.serial, days_left = left / 86_400, "certificate expires soon; rotate it (tessera-certs rotate)");
     }

@@ -282,10 +282,17 @@ impl FeatureTable {
 
     /// Gathers the rows of `ids` into a matrix; unknown ids give zero rows and `false` in the mask.
     pub fn gather(&self, ids: &[String]) -> (Array2<f64>, Vec<bool>) {
-        let mut x = Array2::zeros((ids.len(), self.n_features()));
-        let mut known = Vec::with_capacity(ids.len());
-        for (i, id) in ids.iter().enumerate() {
-            match self.row_of(id) {
+        let rows: Vec<Option<usize>> = ids.iter().map(|id| self.row_of(id)).collect();
+        self.gather_rows(&rows)
+    }
+
+    /// Gathers rows by index into a matrix; `None` (or an index out of range) gives a zero row
+    /// and `false` in the mask.
+    pub fn gather_rows(&self, rows: &[Option<usize>]) -> (Array2<f64>, Vec<bool>) {
+        let mut x = Array2::zeros((rows.len(), self.n_features()));
+        let mut known = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            match r.filter(|&r| r < self.features.nrows()) {
                 Some(r) => {
                     x.row_mut(i).assign(&self.features.row(r));
                     known.push(true);

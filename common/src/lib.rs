@@ -6,6 +6,7 @@
 //! - [`federation`]: the fan-out interface a training driver uses (QUIC or in-process).
 //! - [`transport`]: the only quinn user: mutual-TLS endpoints, the hello exchange, request streams.
 //! - [`model`]: split-NN math on ndarray (dense layers, Adam, metrics, the score scale).
+//! - [`psi`]: ECDH private set intersection over ristretto255 (blinding, re-blinding, matching).
 //! - [`data`]: loading a party's CSV feature slice keyed by customer id.
 //! - [`config`]: transport settings with documented defaults, reconnect backoff.
 //! - [`metrics`]: Prometheus helpers shared by coordinator and parties.
@@ -20,6 +21,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod protocol;
+pub mod psi;
 pub mod shutdown;
 pub mod transport;
 pub mod wire;

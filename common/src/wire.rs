@@ -6,15 +6,18 @@
 //! feeds bytes in and takes bytes out.
 //!
 //! **Invariant:** no message carries a party's feature values. Parties send embeddings (the
-//! output of their bottom model), labels (label holder only, during training) and customer
-//! ids; the types below have no field that could hold a feature column.
+//! output of their bottom model), labels (label holder only, during training) and blinded
+//! points (alignment); the types below have no field that could hold a feature column.
+//! **Invariant:** no party message carries a customer id. The only ids on the wire are those
+//! the coordinator asks to score ([`Request::Embed`], the id named in the HTTP request);
+//! training refers to customers by opaque handles agreed through private set intersection.
 
 use serde::{Deserialize, Serialize};
 
 pub use tessera_certs::PartyId;
 
 /// Version of the wire protocol. A peer speaking another version is refused at the handshake.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Bytes in a frame header: kind (1) and payload length (4).
 pub const HEADER_LEN: usize = 5;
@@ -214,28 +217,75 @@ pub struct PartyInfo {
 pub enum Request {
     /// Ask for [`PartyInfo`].
     Describe,
-    /// Page through the party's customer ids (training alignment, v0: ids are sent in the
-    /// clear to the coordinator; private set intersection replaces this).
-    ListIds {
-        /// Index of the first id.
+    /// Start an alignment (private set intersection) as session `session`: the party draws
+    /// a fresh secret key and shuffles its customers. Answered with [`Response::PsiReady`].
+    PsiInit {
+        /// Session number; the alignment's handles are valid for training in this session.
+        session: u64,
+    },
+    /// A page of the party's own customers, blinded with its key, in its shuffled order
+    /// (`k·H(id)`, see [`crate::psi`]). Answered with [`Response::Points`].
+    PsiBlind {
+        /// Alignment session.
+        session: u64,
+        /// Position of the first customer in the shuffled order.
         offset: u64,
-        /// Most ids to return.
+        /// Most points to return.
         limit: u32,
     },
-    /// Labels for these ids (label holder only).
-    Labels {
-        /// Customer ids.
-        ids: Vec<String>,
+    /// Another party's blinded points, to be multiplied by this party's key, in order.
+    /// Answered with [`Response::Points`].
+    PsiReblind {
+        /// Alignment session.
+        session: u64,
+        /// Concatenated 32-byte point encodings.
+        points: Vec<u8>,
     },
-    /// Start a training session: fit input standardisation on `fit_ids` and build a fresh
-    /// bottom model.
+    /// The opaque row handles of this party's customers that are in the intersection:
+    /// `positions[i]` (in the party's shuffled order) is customer `handles[i]` in training.
+    PsiAssign {
+        /// Alignment session.
+        session: u64,
+        /// Positions in the party's shuffled order.
+        positions: Vec<u64>,
+        /// The handle of each position.
+        handles: Vec<u64>,
+    },
+    /// Split the aligned customers into training, validation and holdout (label holder only).
+    /// The label holder splits in its own file order, stratified by label and by `complete`,
+    /// with `seed`, so the holdout is the same customers in every run. Answered with
+    /// [`Response::Split`].
+    Split {
+        /// Alignment session.
+        session: u64,
+        /// Bitmap over handles `0..n` (bit `h % 8` of byte `h / 8`): set when every party
+        /// holds customer `h`.
+        complete: Vec<u8>,
+        /// Share of customers held out for the final figures.
+        holdout_fraction: f64,
+        /// Share of the rest used for early stopping.
+        validation_fraction: f64,
+        /// Split seed.
+        seed: u64,
+        /// Use only the first this-many customers of the label holder's file.
+        max_rows: Option<u64>,
+    },
+    /// Labels of these handles (label holder only).
+    Labels {
+        /// Alignment session.
+        session: u64,
+        /// Row handles.
+        handles: Vec<u64>,
+    },
+    /// Start a training session on the alignment of the same session number: fit input
+    /// encoding on the customers `fit` and build a fresh bottom model.
     TrainInit {
         /// Session number; later training requests must carry it.
         session: u64,
         /// Model hyperparameters.
         spec: BottomSpec,
-        /// Training customers (standardisation is fitted on these only).
-        fit_ids: Vec<String>,
+        /// Handles of the training customers (the encoding is fitted on these only).
+        fit: Vec<u64>,
     },
     /// Embeddings of the session's model for a batch; with `train`, keep what the backward
     /// pass needs.
@@ -244,8 +294,8 @@ pub enum Request {
         session: u64,
         /// Step number; the matching [`Request::Backward`] carries it too.
         step: u64,
-        /// Customer ids of the batch.
-        ids: Vec<String>,
+        /// Row handles of the batch (from the session's alignment).
+        rows: Vec<u64>,
         /// Whether a backward pass follows.
         train: bool,
     },
@@ -294,7 +344,11 @@ impl Request {
     pub fn kind(&self) -> &'static str {
         match self {
             Request::Describe => "describe",
-            Request::ListIds { .. } => "list_ids",
+            Request::PsiInit { .. } => "psi_init",
+            Request::PsiBlind { .. } => "psi_blind",
+            Request::PsiReblind { .. } => "psi_reblind",
+            Request::PsiAssign { .. } => "psi_assign",
+            Request::Split { .. } => "split",
             Request::Labels { .. } => "labels",
             Request::TrainInit { .. } => "train_init",
             Request::Forward { .. } => "forward",
@@ -307,6 +361,15 @@ impl Request {
         }
     }
 }
+
+/// Split tag: a training customer.
+pub const SPLIT_TRAIN: u8 = 0;
+/// Split tag: a validation customer (early stopping, calibration).
+pub const SPLIT_VALIDATION: u8 = 1;
+/// Split tag: a holdout customer (final figures only).
+pub const SPLIT_HOLDOUT: u8 = 2;
+/// Split tag: not used (beyond `max_rows`).
+pub const SPLIT_UNUSED: u8 = 3;
 
 /// Whether `id` can name a model: 1–64 characters of `A-Za-z0-9._-`, not starting with `.`.
 /// Model ids become file and directory names at every party and the coordinator, so this is
@@ -342,12 +405,21 @@ pub enum ErrorCode {
 pub enum Response {
     /// Answer to [`Request::Describe`].
     Info(PartyInfo),
-    /// Answer to [`Request::ListIds`].
-    Ids {
-        /// The page of ids.
-        ids: Vec<String>,
-        /// Total number of ids the party holds.
-        total: u64,
+    /// Answer to [`Request::PsiInit`].
+    PsiReady {
+        /// Number of customers the party will blind.
+        n: u64,
+    },
+    /// Answer to [`Request::PsiBlind`] and [`Request::PsiReblind`].
+    Points {
+        /// Concatenated 32-byte point encodings.
+        points: Vec<u8>,
+    },
+    /// Answer to [`Request::Split`]: per handle `0..n`, [`SPLIT_TRAIN`], [`SPLIT_VALIDATION`],
+    /// [`SPLIT_HOLDOUT`] or [`SPLIT_UNUSED`].
+    Split {
+        /// One tag per handle.
+        tags: Vec<u8>,
     },
     /// Answer to [`Request::Labels`]: 0 or 1 per id, in request order.
     Labels {
@@ -536,19 +608,56 @@ mod tests {
         proptest::collection::vec("[A-Za-z0-9_-]{0,20}", 0..8)
     }
 
+    fn handles() -> impl Strategy<Value = Vec<u64>> {
+        proptest::collection::vec(any::<u64>(), 0..8)
+    }
+
     fn request() -> impl Strategy<Value = Request> {
         prop_oneof![
             Just(Request::Describe),
-            (any::<u64>(), any::<u32>()).prop_map(|(offset, limit)| Request::ListIds { offset, limit }),
-            ids().prop_map(|ids| Request::Labels { ids }),
+            any::<u64>().prop_map(|session| Request::PsiInit { session }),
+            (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(session, offset, limit)| {
+                Request::PsiBlind {
+                    session,
+                    offset,
+                    limit,
+                }
+            }),
+            (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..100))
+                .prop_map(|(session, points)| Request::PsiReblind { session, points }),
+            (
+                any::<u64>(),
+                proptest::collection::vec(any::<u64>(), 0..5),
+                proptest::collection::vec(any::<u64>(), 0..5)
+            )
+                .prop_map(|(session, positions, handles)| Request::PsiAssign {
+                    session,
+                    positions,
+                    handles
+                }),
+            (
+                any::<u64>(),
+                proptest::collection::vec(any::<u8>(), 0..10),
+                any::<u64>(),
+                proptest::option::of(any::<u64>())
+            )
+                .prop_map(|(session, complete, seed, max_rows)| Request::Split {
+                    session,
+                    complete,
+                    holdout_fraction: 0.2,
+                    validation_fraction: 0.1,
+                    seed,
+                    max_rows,
+                }),
+            (any::<u64>(), handles()).prop_map(|(session, handles)| Request::Labels { session, handles }),
             (
                 any::<u64>(),
                 proptest::collection::vec(any::<u32>(), 0..3),
                 any::<u32>(),
                 any::<u64>(),
-                ids()
+                handles()
             )
-                .prop_map(|(session, hidden, emb_dim, seed, fit_ids)| {
+                .prop_map(|(session, hidden, emb_dim, seed, fit)| {
                     Request::TrainInit {
                         session,
                         spec: BottomSpec {
@@ -558,17 +667,19 @@ mod tests {
                             weight_decay: 0.0,
                             seed,
                         },
-                        fit_ids,
+                        fit,
                     }
                 }),
-            (any::<u64>(), any::<u64>(), ids(), any::<bool>()).prop_map(|(session, step, ids, train)| {
-                Request::Forward {
-                    session,
-                    step,
-                    ids,
-                    train,
+            (any::<u64>(), any::<u64>(), handles(), any::<bool>()).prop_map(
+                |(session, step, rows, train)| {
+                    Request::Forward {
+                        session,
+                        step,
+                        rows,
+                        train,
+                    }
                 }
-            }),
+            ),
             (any::<u64>(), any::<u64>(), matrix(), -1e3f32..1e3).prop_map(
                 |(session, step, grad, learning_rate)| Request::Backward {
                     session,
@@ -598,8 +709,10 @@ mod tests {
                     })
                 }
             ),
-            (ids(), any::<u64>()).prop_map(|(ids, total)| Response::Ids { ids, total }),
+            any::<u64>().prop_map(|n| Response::PsiReady { n }),
+            proptest::collection::vec(any::<u8>(), 0..100).prop_map(|points| Response::Points { points }),
             proptest::collection::vec(0u8..2, 0..10).prop_map(|labels| Response::Labels { labels }),
+            proptest::collection::vec(0u8..4, 0..10).prop_map(|tags| Response::Split { tags }),
             (any::<u32>(), any::<u32>())
                 .prop_map(|(n_features, emb_dim)| Response::Model { n_features, emb_dim }),
             (matrix(), proptest::collection::vec(any::<bool>(), 0..4))
@@ -716,7 +829,7 @@ mod tests {
     fn huge_declared_vec_length_does_not_allocate_or_panic() {
         // Request::Embed with a declared Vec length of u64::MAX inside a tiny frame.
         let limits = FrameLimits::default();
-        let mut payload = vec![10u8]; // variant index of Embed
+        let mut payload = vec![14u8]; // variant index of Embed
         payload.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
         let mut frame = vec![Kind::Request as u8];
         frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());

@@ -59,8 +59,14 @@ pub struct TrainingMetrics {
     pub epochs_run: usize,
     /// Epoch whose weights were kept (1-based).
     pub best_epoch: usize,
-    /// Wall time of training, seconds.
+    /// Wall time of training, seconds (alignment included).
     pub training_seconds: f64,
+    /// Wall time of the private set intersection, seconds.
+    #[serde(default)]
+    pub alignment_seconds: f64,
+    /// Customers each party shares with the label holder (from the private set intersection).
+    #[serde(default)]
+    pub shared_with_label_holder: std::collections::BTreeMap<String, usize>,
 }
 
 /// Describes a trained federated model.
@@ -263,6 +269,8 @@ mod tests {
                 epochs_run: 1,
                 best_epoch: 1,
                 training_seconds: 0.1,
+                alignment_seconds: 0.05,
+                shared_with_label_holder: Default::default(),
             },
             training: TrainingConfig::default(),
         }

@@ -1,6 +1,7 @@
 //! A Tessera party: one bank's feature slice and bottom model.
 //!
 //! Layout:
+//! - [`align`]: the party's side of private set intersection (key, shuffle, row handles).
 //! - [`config`]: the party's TOML configuration.
 //! - [`bottom`]: the bottom model (standardisation + MLP) and its files.
 //! - [`service`]: the request handler, with no network IO.
@@ -12,6 +13,7 @@
 //! contains them.
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod align;
 pub mod bottom;
 pub mod config;
 pub mod local;

@@ -12,6 +12,7 @@ use tessera_common::data::FeatureTable;
 use tessera_common::model::{Adam, Cache, Encoder};
 use tessera_common::wire::{ErrorCode, Matrix, PartyId, PartyInfo, Request, Response, valid_model_id};
 
+use crate::align::Alignment;
 use crate::bottom::BottomModel;
 use crate::config::PartyLimits;
 
@@ -32,6 +33,7 @@ pub struct PartyService {
     model_dir: PathBuf,
     limits: PartyLimits,
     serving: RwLock<Option<(String, Arc<BottomModel>)>>,
+    alignment: RwLock<Option<Alignment>>,
     session: Mutex<Option<Session>>,
 }
 
@@ -59,6 +61,7 @@ impl PartyService {
             model_dir,
             limits,
             serving: RwLock::new(None),
+            alignment: RwLock::new(None),
             session: Mutex::new(None),
         }
     }
@@ -76,6 +79,14 @@ impl PartyService {
             .and_then(|g| g.as_ref().map(|(id, _)| id.clone()))
     }
 
+    /// The customer id behind `handle` in the current alignment, if this party holds it.
+    /// For the bank's own use in this process (audits of what was matched, tests); never sent.
+    pub fn aligned_customer(&self, handle: u64) -> Option<String> {
+        let g = self.alignment.read().ok()?;
+        let row = g.as_ref()?.row(handle)?;
+        self.data.ids().get(row).cloned()
+    }
+
     /// Answers one request.
     pub fn handle(&self, request: Request) -> Response {
         match request {
@@ -85,27 +96,75 @@ impl PartyService {
                 n_rows: self.data.len() as u64,
                 has_labels: self.data.labels().is_some(),
             }),
-            Request::ListIds { offset, limit } => {
-                let limit = limit.min(self.limits.max_page) as usize;
-                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.data.len());
-                let end = start.saturating_add(limit).min(self.data.len());
-                Response::Ids {
-                    ids: self.data.ids()[start..end].to_vec(),
-                    total: self.data.len() as u64,
+            Request::PsiInit { session } => {
+                let a = Alignment::new(session, self.data.len());
+                let n = a.len() as u64;
+                match self.alignment.write() {
+                    Ok(mut g) => *g = Some(a),
+                    Err(_) => return error(ErrorCode::Internal, "alignment state poisoned"),
+                }
+                Response::PsiReady { n }
+            }
+            Request::PsiBlind {
+                session,
+                offset,
+                limit,
+            } => {
+                let limit = (limit as usize).min(self.limits.max_batch);
+                self.with_alignment(session, |a| Response::Points {
+                    points: a.blind(self.data.ids(), offset, limit),
+                })
+            }
+            Request::PsiReblind { session, points } => {
+                if points.len() / tessera_common::psi::POINT_LEN > self.limits.max_batch {
+                    return error(ErrorCode::BadRequest, "too many points in one request");
+                }
+                self.with_alignment(session, |a| match a.reblind(&points) {
+                    Ok(points) => Response::Points { points },
+                    Err(e) => error(ErrorCode::BadRequest, e.to_string()),
+                })
+            }
+            Request::PsiAssign {
+                session,
+                positions,
+                handles,
+            } => {
+                if positions.len() > self.limits.max_batch {
+                    return error(ErrorCode::BadRequest, "too many handles in one request");
+                }
+                let Ok(mut g) = self.alignment.write() else {
+                    return error(ErrorCode::Internal, "alignment state poisoned");
+                };
+                match g.as_mut() {
+                    Some(a) if a.session() == session => match a.assign(&positions, &handles) {
+                        Ok(()) => Response::Ack,
+                        Err(e) => error(ErrorCode::BadRequest, e.to_string()),
+                    },
+                    _ => error(ErrorCode::NoSession, format!("no alignment {session}")),
                 }
             }
-            Request::Labels { ids } => self.labels(&ids),
-            Request::TrainInit {
+            Request::Split {
                 session,
-                spec,
-                fit_ids,
-            } => self.train_init(session, &spec, &fit_ids),
+                complete,
+                holdout_fraction,
+                validation_fraction,
+                seed,
+                max_rows,
+            } => self.split(
+                session,
+                &complete,
+                (holdout_fraction, validation_fraction),
+                seed,
+                max_rows,
+            ),
+            Request::Labels { session, handles } => self.labels(session, &handles),
+            Request::TrainInit { session, spec, fit } => self.train_init(session, &spec, &fit),
             Request::Forward {
                 session,
                 step,
-                ids,
+                rows,
                 train,
-            } => self.forward(session, step, &ids, train),
+            } => self.forward(session, step, &rows, train),
             Request::Backward {
                 session,
                 step,
@@ -139,40 +198,127 @@ impl PartyService {
         }
     }
 
-    fn check_ids(&self, ids: &[String]) -> Option<Response> {
-        (ids.len() > self.limits.max_batch).then(|| {
+    fn check_len(&self, n: usize) -> Option<Response> {
+        (n > self.limits.max_batch).then(|| {
             error(
                 ErrorCode::BadRequest,
-                format!("{} ids exceed the limit of {}", ids.len(), self.limits.max_batch),
+                format!("{n} ids exceed the limit of {}", self.limits.max_batch),
             )
         })
     }
 
-    fn labels(&self, ids: &[String]) -> Response {
-        if let Some(r) = self.check_ids(ids) {
+    fn with_alignment(&self, session: u64, f: impl FnOnce(&Alignment) -> Response) -> Response {
+        let Ok(g) = self.alignment.read() else {
+            return error(ErrorCode::Internal, "alignment state poisoned");
+        };
+        match g.as_ref() {
+            Some(a) if a.session() == session => f(a),
+            _ => error(ErrorCode::NoSession, format!("no alignment {session}")),
+        }
+    }
+
+    /// Rows of `handles` under the alignment of `session` (`None` for handles this party
+    /// does not hold).
+    fn rows_of(&self, session: u64, handles: &[u64]) -> Result<Vec<Option<usize>>, Response> {
+        let Ok(g) = self.alignment.read() else {
+            return Err(error(ErrorCode::Internal, "alignment state poisoned"));
+        };
+        match g.as_ref() {
+            Some(a) if a.session() == session => Ok(handles.iter().map(|&h| a.row(h)).collect()),
+            _ => Err(error(ErrorCode::NoSession, format!("no alignment {session}"))),
+        }
+    }
+
+    /// The label holder's split of the aligned customers, in its file order.
+    fn split(
+        &self,
+        session: u64,
+        complete: &[u8],
+        (holdout, validation): (f64, f64),
+        seed: u64,
+        max_rows: Option<u64>,
+    ) -> Response {
+        use tessera_common::wire::{SPLIT_HOLDOUT, SPLIT_TRAIN, SPLIT_UNUSED, SPLIT_VALIDATION};
+        let frac = |v: f64| v.is_finite() && v > 0.0 && v < 1.0;
+        if !frac(holdout) || !frac(validation) {
+            return error(ErrorCode::BadRequest, "split fractions must be in (0, 1)");
+        }
+        let Some(labels) = self.data.labels() else {
+            return error(ErrorCode::NoLabels, "this party holds no labels");
+        };
+        let n = self.data.len();
+        if complete.len() != n.div_ceil(8) {
+            return error(ErrorCode::BadRequest, "the bitmap does not cover every handle");
+        }
+        // Handles of the label holder are 0..n; order them by row (file order).
+        let rows = match self.rows_of(session, &(0..n as u64).collect::<Vec<_>>()) {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        let mut by_row: Vec<(usize, usize)> = Vec::with_capacity(n);
+        for (h, r) in rows.into_iter().enumerate() {
+            match r {
+                Some(r) => by_row.push((r, h)),
+                None => {
+                    return error(
+                        ErrorCode::NoSession,
+                        "the alignment did not give every customer a handle",
+                    );
+                }
+            }
+        }
+        by_row.sort_unstable();
+        let used = max_rows.map_or(n, |m| usize::try_from(m).unwrap_or(usize::MAX).min(n));
+        let by_row = &by_row[..used];
+        let is_complete = |h: usize| complete[h / 8] >> (h % 8) & 1 == 1;
+        let strata: Vec<u8> = by_row
+            .iter()
+            .map(|&(r, h)| labels[r] + 2 * u8::from(is_complete(h)))
+            .collect();
+        let (rest, hold) = tessera_common::data::stratified_split(&strata, holdout, seed);
+        let rest_strata: Vec<u8> = rest.iter().map(|&i| strata[i]).collect();
+        let (train, val) =
+            tessera_common::data::stratified_split(&rest_strata, validation, seed.wrapping_add(1));
+        let mut tags = vec![SPLIT_UNUSED; n];
+        for &i in &hold {
+            tags[by_row[i].1] = SPLIT_HOLDOUT;
+        }
+        for &i in &train {
+            tags[by_row[rest[i]].1] = SPLIT_TRAIN;
+        }
+        for &i in &val {
+            tags[by_row[rest[i]].1] = SPLIT_VALIDATION;
+        }
+        Response::Split { tags }
+    }
+
+    fn labels(&self, session: u64, handles: &[u64]) -> Response {
+        if let Some(r) = self.check_len(handles.len()) {
             return r;
         }
         let Some(labels) = self.data.labels() else {
             return error(ErrorCode::NoLabels, "this party holds no labels");
         };
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            match self.data.row_of(id) {
+        let rows = match self.rows_of(session, handles) {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            match r {
                 Some(r) => out.push(labels[r]),
                 None => {
-                    return error(ErrorCode::UnknownId, "a requested id is unknown to this party");
+                    return error(
+                        ErrorCode::UnknownId,
+                        "a requested handle is unknown to this party",
+                    );
                 }
             }
         }
         Response::Labels { labels: out }
     }
 
-    fn train_init(
-        &self,
-        session: u64,
-        spec: &tessera_common::wire::BottomSpec,
-        fit_ids: &[String],
-    ) -> Response {
+    fn train_init(&self, session: u64, spec: &tessera_common::wire::BottomSpec, fit: &[u64]) -> Response {
         let l = &self.limits;
         if spec.hidden.len() > l.max_layers
             || spec.emb_dim == 0
@@ -187,7 +333,10 @@ impl PartyService {
             return error(ErrorCode::BadRequest, "model spec outside this party's limits");
         }
         // Customers this party does not have are simply not part of its fit.
-        let rows: Vec<usize> = fit_ids.iter().filter_map(|id| self.data.row_of(id)).collect();
+        let rows: Vec<usize> = match self.rows_of(session, fit) {
+            Ok(r) => r.into_iter().flatten().collect(),
+            Err(e) => return e,
+        };
         if rows.is_empty() {
             return error(
                 ErrorCode::UnknownId,
@@ -233,13 +382,17 @@ impl PartyService {
         }
     }
 
-    fn forward(&self, session: u64, step: u64, ids: &[String], train: bool) -> Response {
-        if let Some(r) = self.check_ids(ids) {
+    fn forward(&self, session: u64, step: u64, handles: &[u64], train: bool) -> Response {
+        if let Some(r) = self.check_len(handles.len()) {
             return r;
         }
         // Customers this party does not know get zero rows, flagged in `known`; the coordinator
         // uses its absent embedding for them and sends back zero gradients.
-        let (x, known) = self.data.gather(ids);
+        let rows = match self.rows_of(session, handles) {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        let (x, known) = self.data.gather_rows(&rows);
         self.with_session(session, |s| {
             let mut xs = s.model.encode(x.view());
             for (r, k) in known.iter().enumerate() {
@@ -249,7 +402,7 @@ impl PartyService {
             }
             if train {
                 let (out, cache) = s.model.mlp.forward_train(xs.view());
-                s.pending = Some((step, cache, ids.len()));
+                s.pending = Some((step, cache, handles.len()));
                 Response::Embeddings {
                     matrix: to_matrix(&out),
                     known,
@@ -330,7 +483,7 @@ impl PartyService {
     }
 
     fn embed(&self, ids: &[String]) -> Response {
-        if let Some(r) = self.check_ids(ids) {
+        if let Some(r) = self.check_len(ids.len()) {
             return r;
         }
         let model = match self.serving.read() {
@@ -386,16 +539,211 @@ mod tests {
         v.iter().map(|s| s.to_string()).collect()
     }
 
+    /// Starts alignment `session` and gives rows `rows` the handle `1000 + row`.
+    fn align(s: &PartyService, session: u64, rows: std::ops::Range<usize>) {
+        assert_eq!(
+            s.handle(Request::PsiInit { session }),
+            Response::PsiReady { n: 20 }
+        );
+        let (positions, handles): (Vec<u64>, Vec<u64>) = {
+            let g = s.alignment.read().unwrap();
+            let a = g.as_ref().unwrap();
+            rows.map(|r| (a.position_of_row(r).unwrap() as u64, 1000 + r as u64))
+                .unzip()
+        };
+        assert_eq!(
+            s.handle(Request::PsiAssign {
+                session,
+                positions,
+                handles
+            }),
+            Response::Ack
+        );
+    }
+
+    #[test]
+    fn split_is_stratified_in_file_order_and_the_same_every_time() {
+        use tessera_common::wire::{SPLIT_HOLDOUT, SPLIT_UNUSED};
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path());
+        let split = |session: u64, max_rows: Option<u64>| {
+            assert_eq!(
+                s.handle(Request::PsiInit { session }),
+                Response::PsiReady { n: 20 }
+            );
+            // The label holder's handles are its shuffled positions.
+            let all: Vec<u64> = (0..20).collect();
+            assert_eq!(
+                s.handle(Request::PsiAssign {
+                    session,
+                    positions: all.clone(),
+                    handles: all
+                }),
+                Response::Ack
+            );
+            let Response::Split { tags } = s.handle(Request::Split {
+                session,
+                complete: vec![0xff, 0xff, 0x0f],
+                holdout_fraction: 0.2,
+                validation_fraction: 0.25,
+                seed: 42,
+                max_rows,
+            }) else {
+                panic!()
+            };
+            // Tags by file row, whatever this run's handles are.
+            let mut by_row = vec![0u8; 20];
+            for (h, t) in tags.iter().enumerate() {
+                by_row[s
+                    .alignment
+                    .read()
+                    .unwrap()
+                    .as_ref()
+                    .unwrap()
+                    .row(h as u64)
+                    .unwrap()] = *t;
+            }
+            by_row
+        };
+        let a = split(1, None);
+        assert_eq!(a, split(2, None), "the same customers in each set, run after run");
+        assert_eq!(a.iter().filter(|&&t| t == SPLIT_HOLDOUT).count(), 4);
+        let limited = split(3, Some(10));
+        assert!(limited[10..].iter().all(|&t| t == SPLIT_UNUSED));
+        assert!(limited[..10].iter().all(|&t| t != SPLIT_UNUSED));
+        assert!(matches!(
+            s.handle(Request::Split {
+                session: 3,
+                complete: vec![0],
+                holdout_fraction: 0.2,
+                validation_fraction: 0.1,
+                seed: 1,
+                max_rows: None
+            }),
+            Response::Error {
+                code: ErrorCode::BadRequest,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn alignment_requests_are_bounded_and_tied_to_their_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path());
+        // Nothing before PsiInit.
+        assert!(matches!(
+            s.handle(Request::PsiBlind {
+                session: 1,
+                offset: 0,
+                limit: 5
+            }),
+            Response::Error {
+                code: ErrorCode::NoSession,
+                ..
+            }
+        ));
+        assert_eq!(
+            s.handle(Request::PsiInit { session: 1 }),
+            Response::PsiReady { n: 20 }
+        );
+        let Response::Points { points } = s.handle(Request::PsiBlind {
+            session: 1,
+            offset: 15,
+            limit: 100,
+        }) else {
+            panic!()
+        };
+        assert_eq!(points.len(), 5 * 32);
+        // Points from elsewhere are re-blinded; garbage is refused; so are oversized requests.
+        let Response::Points { points: again } = s.handle(Request::PsiReblind {
+            session: 1,
+            points: points.clone(),
+        }) else {
+            panic!()
+        };
+        assert_eq!(again.len(), points.len());
+        assert_ne!(again, points);
+        assert!(matches!(
+            s.handle(Request::PsiReblind {
+                session: 1,
+                points: vec![0xff; 32]
+            }),
+            Response::Error {
+                code: ErrorCode::BadRequest,
+                ..
+            }
+        ));
+        assert!(matches!(
+            s.handle(Request::PsiReblind {
+                session: 1,
+                points: vec![0; 32 * 100_001]
+            }),
+            Response::Error {
+                code: ErrorCode::BadRequest,
+                ..
+            }
+        ));
+        assert!(matches!(
+            s.handle(Request::PsiReblind { session: 2, points }),
+            Response::Error {
+                code: ErrorCode::NoSession,
+                ..
+            }
+        ));
+        assert!(matches!(
+            s.handle(Request::PsiAssign {
+                session: 1,
+                positions: vec![20],
+                handles: vec![1]
+            }),
+            Response::Error {
+                code: ErrorCode::BadRequest,
+                ..
+            }
+        ));
+        // Labels only for assigned handles of the same session.
+        align(&s, 3, 0..4);
+        assert_eq!(
+            s.handle(Request::Labels {
+                session: 3,
+                handles: vec![1003, 1002]
+            }),
+            Response::Labels { labels: vec![1, 0] }
+        );
+        assert!(matches!(
+            s.handle(Request::Labels {
+                session: 3,
+                handles: vec![1005]
+            }),
+            Response::Error {
+                code: ErrorCode::UnknownId,
+                ..
+            }
+        ));
+        assert!(matches!(
+            s.handle(Request::Labels {
+                session: 1,
+                handles: vec![1002]
+            }),
+            Response::Error {
+                code: ErrorCode::NoSession,
+                ..
+            }
+        ));
+    }
+
     #[test]
     fn training_round_trip_then_serving() {
         let dir = tempfile::tempdir().unwrap();
         let s = service(dir.path());
-        let fit: Vec<String> = (0..15).map(|i| format!("c{i}")).collect();
+        align(&s, 7, 0..15);
+        let fit: Vec<u64> = (1000..1015).collect();
         assert_eq!(
             s.handle(Request::TrainInit {
                 session: 7,
                 spec: spec(),
-                fit_ids: fit
+                fit
             }),
             Response::Model {
                 n_features: 3,
@@ -403,21 +751,28 @@ mod tests {
             }
         );
         let batch = ids(&["c1", "c2", "c3"]);
+        let rows = vec![1001, 1002, 1003, 99];
         let r = s.handle(Request::Forward {
             session: 7,
             step: 1,
-            ids: batch.clone(),
+            rows: rows.clone(),
             train: true,
         });
         let Response::Embeddings { matrix, known } = r else {
             panic!("{r:?}")
         };
-        assert_eq!((matrix.rows, matrix.cols, known), (3, 2, vec![true; 3]));
+        assert_eq!((matrix.rows, matrix.cols), (4, 2));
+        assert_eq!(
+            known,
+            vec![true, true, true, false],
+            "an unassigned handle is unknown"
+        );
+        assert_eq!(&matrix.data[6..], &[0.0, 0.0]);
         // Wrong step, wrong session, wrong shape are refused.
         let grad = Matrix {
-            rows: 3,
+            rows: 4,
             cols: 2,
-            data: vec![0.1; 6],
+            data: vec![0.1; 8],
         };
         assert!(matches!(
             s.handle(Request::Backward {
@@ -431,7 +786,7 @@ mod tests {
         s.handle(Request::Forward {
             session: 7,
             step: 1,
-            ids: batch.clone(),
+            rows,
             train: true,
         });
         assert!(matches!(
@@ -507,7 +862,19 @@ mod tests {
             s.handle(Request::TrainInit {
                 session: 1,
                 spec: spec(),
-                fit_ids: ids(&["zz"])
+                fit: vec![1]
+            }),
+            Response::Error {
+                code: ErrorCode::NoSession,
+                ..
+            }
+        ));
+        align(&s, 1, 0..3);
+        assert!(matches!(
+            s.handle(Request::TrainInit {
+                session: 1,
+                spec: spec(),
+                fit: vec![5000]
             }),
             Response::Error {
                 code: ErrorCode::UnknownId,
@@ -520,19 +887,13 @@ mod tests {
             s.handle(Request::TrainInit {
                 session: 1,
                 spec: big,
-                fit_ids: vec![]
+                fit: vec![]
             }),
             Response::Error {
                 code: ErrorCode::BadRequest,
                 ..
             }
         ));
-        assert_eq!(
-            s.handle(Request::Labels {
-                ids: ids(&["c3", "c4"])
-            }),
-            Response::Labels { labels: vec![1, 0] }
-        );
         let too_many: Vec<String> = (0..100_001).map(|i| i.to_string()).collect();
         assert!(matches!(
             s.handle(Request::Embed { ids: too_many }),
@@ -541,19 +902,5 @@ mod tests {
                 ..
             }
         ));
-        let Response::Ids { ids: page, total } = s.handle(Request::ListIds {
-            offset: 18,
-            limit: 10,
-        }) else {
-            panic!()
-        };
-        assert_eq!((page.len(), total), (2, 20));
-        let Response::Ids { ids: page, .. } = s.handle(Request::ListIds {
-            offset: u64::MAX,
-            limit: 10,
-        }) else {
-            panic!()
-        };
-        assert!(page.is_empty());
     }
 }

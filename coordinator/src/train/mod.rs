@@ -5,25 +5,28 @@
 //! backward pass here → `Backward` to every party with the gradient of its own embedding
 //! columns. The coordinator sees labels (from the label holder) and embeddings, never features.
 
-use std::time::{Duration, Instant};
+pub mod align;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use ndarray::Array2;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use tessera_common::data::stratified_split;
 use tessera_common::model::adam::AdamVectors;
 use tessera_common::model::{Adam, Platt, TopModel, bce_with_logits, metrics};
 use tessera_common::protocol::fanout::Outcome;
-use tessera_common::wire::{BottomSpec, Matrix, PartyId, PartyInfo, Request, Response};
+use tessera_common::wire::{
+    BottomSpec, Matrix, PartyId, PartyInfo, Request, Response, SPLIT_HOLDOUT, SPLIT_TRAIN, SPLIT_UNUSED,
+    SPLIT_VALIDATION,
+};
 use tracing::info;
 
 use crate::artifact::{FORMAT, Manifest, PartyEntry, TrainingMetrics};
 use crate::config::TrainingConfig;
 use tessera_common::federation::Federation;
 
-/// Page size when listing ids and fetching labels.
+/// Handles per labels request.
 const PAGE: u32 = 50_000;
 /// Rows per evaluation request.
 const EVAL_CHUNK: usize = 8_192;
@@ -86,7 +89,8 @@ pub struct Holdout {
     pub complete: Vec<bool>,
 }
 
-struct Ctx<'a, F> {
+/// The federation, the parties in configured order, and the time-out of one request.
+pub(crate) struct Ctx<'a, F> {
     fed: &'a F,
     parties: &'a [PartyId],
     timeout: Duration,
@@ -99,7 +103,17 @@ impl<F: Federation> Ctx<'_, F> {
         stage: &'static str,
         request_for: impl Fn(&PartyId) -> Request + Send + Sync,
     ) -> Result<Vec<(PartyId, Response)>, TrainError> {
-        let outcomes = self.fed.fanout(self.parties, request_for, self.timeout).await;
+        self.some(self.parties, stage, request_for).await
+    }
+
+    /// Fans out to `subset` (configured order kept) and demands an answer from each.
+    async fn some(
+        &self,
+        subset: &[PartyId],
+        stage: &'static str,
+        request_for: impl Fn(&PartyId) -> Request + Send + Sync,
+    ) -> Result<Vec<(PartyId, Response)>, TrainError> {
+        let outcomes = self.fed.fanout(subset, request_for, self.timeout).await;
         let mut out = Vec::with_capacity(outcomes.len());
         for (party, o) in outcomes {
             let fail = |message: String| TrainError::Party {
@@ -118,7 +132,7 @@ impl<F: Federation> Ctx<'_, F> {
         }
         // Back into the configured party order.
         let mut ordered = Vec::with_capacity(out.len());
-        for p in self.parties {
+        for p in subset {
             if let Some(i) = out.iter().position(|(q, _)| q == p) {
                 ordered.push(out.swap_remove(i));
             }
@@ -149,7 +163,7 @@ impl<F: Federation> Ctx<'_, F> {
         stage: &'static str,
         session: u64,
         step: u64,
-        ids: &[String],
+        ids: &[u64],
         train: bool,
         dims: &[usize],
     ) -> Result<(Vec<Array2<f64>>, Vec<Vec<bool>>), TrainError> {
@@ -157,7 +171,7 @@ impl<F: Federation> Ctx<'_, F> {
             .all(stage, |_| Request::Forward {
                 session,
                 step,
-                ids: ids.to_vec(),
+                rows: ids.to_vec(),
                 train,
             })
             .await?;
@@ -195,7 +209,7 @@ impl<F: Federation> Ctx<'_, F> {
         &self,
         top: &TopModel,
         session: u64,
-        ids: &[String],
+        ids: &[u64],
         absent: Option<usize>,
     ) -> Result<Vec<f64>, TrainError> {
         let logits = self.logits(top, session, ids, absent).await?;
@@ -210,7 +224,7 @@ impl<F: Federation> Ctx<'_, F> {
         &self,
         top: &TopModel,
         session: u64,
-        ids: &[String],
+        ids: &[u64],
         absent: Option<usize>,
     ) -> Result<Vec<f64>, TrainError> {
         let mut out = Vec::with_capacity(ids.len());
@@ -273,52 +287,57 @@ pub async fn train<F: Federation>(
     };
     let holder_idx = parties.iter().position(|p| *p == label_holder).unwrap_or(0);
 
-    // 2. Align customers (v0: ids listed to the coordinator; PSI replaces this).
-    let mut per_party: Vec<Vec<String>> = Vec::with_capacity(parties.len());
-    for p in parties {
-        let mut ids = Vec::new();
-        loop {
-            let r = ctx
-                .one(
-                    p,
-                    "list ids",
-                    Request::ListIds {
-                        offset: ids.len() as u64,
-                        limit: PAGE,
-                    },
-                )
-                .await?;
-            let Response::Ids { ids: page, total } = r else {
-                return Err(TrainError::Party {
-                    party: p.clone(),
-                    stage: "list ids",
-                    message: "bad answer".into(),
-                });
-            };
-            let done = page.is_empty() || ids.len() + page.len() >= total as usize;
-            ids.extend(page);
-            if done {
-                break;
-            }
+    // 2. Align customers by private set intersection: the label holder's customers, each
+    //    named by an opaque handle, and which party holds which.
+    let session: u64 = rand::random();
+    let aligned = align::align(&ctx, holder_idx, session).await?;
+    // 3. The label holder splits its customers (in its own file order, so the holdout is
+    //    the same customers in every run), stratified by label and by whether every party
+    //    knows the customer.
+    let n = aligned.n;
+    let mut bitmap = vec![0u8; n.div_ceil(8)];
+    for h in 0..n {
+        if aligned.membership.iter().all(|m| m[h]) {
+            bitmap[h / 8] |= 1 << (h % 8);
         }
-        per_party.push(ids);
     }
-    let sets: Vec<HashSet<&String>> = per_party.iter().map(|v| v.iter().collect()).collect();
-    let mut customers: Vec<String> = per_party[holder_idx].clone();
-    if let Some(max) = cfg.max_rows {
-        customers.truncate(max);
-    }
+    let tags = match ctx
+        .one(
+            &label_holder,
+            "split",
+            Request::Split {
+                session,
+                complete: bitmap,
+                holdout_fraction: cfg.holdout_fraction,
+                validation_fraction: cfg.validation_fraction,
+                seed: cfg.split_seed,
+                max_rows: cfg.max_rows.map(|m| m as u64),
+            },
+        )
+        .await?
+    {
+        Response::Split { tags } if tags.len() == n && tags.iter().all(|&t| t <= SPLIT_UNUSED) => tags,
+        _ => {
+            return Err(TrainError::Party {
+                party: label_holder.clone(),
+                stage: "split",
+                message: "bad answer".into(),
+            });
+        }
+    };
+    let customers: Vec<u64> = (0..n as u64)
+        .filter(|&h| tags[h as usize] != SPLIT_UNUSED)
+        .collect();
     // membership[p][i]: party p knows customer i.
-    let membership: Vec<Vec<bool>> = sets
+    let membership: Vec<Vec<bool>> = aligned
+        .membership
         .iter()
-        .map(|s| customers.iter().map(|c| s.contains(c)).collect())
+        .map(|m| customers.iter().map(|&h| m[h as usize]).collect())
         .collect();
     let complete: Vec<bool> = (0..customers.len())
         .map(|i| membership.iter().all(|m| m[i]))
         .collect();
     let n_complete = complete.iter().filter(|&&c| c).count();
-    drop(sets);
-    drop(per_party);
     info!(
         customers = customers.len(),
         in_every_party = n_complete,
@@ -326,11 +345,18 @@ pub async fn train<F: Federation>(
         "customers aligned"
     );
 
-    // 3. Labels.
+    // 4. Labels.
     let mut labels = Vec::with_capacity(customers.len());
     for chunk in customers.chunks(PAGE as usize) {
         let r = ctx
-            .one(&label_holder, "labels", Request::Labels { ids: chunk.to_vec() })
+            .one(
+                &label_holder,
+                "labels",
+                Request::Labels {
+                    session,
+                    handles: chunk.to_vec(),
+                },
+            )
             .await?;
         match r {
             Response::Labels { labels: l } if l.len() == chunk.len() && l.iter().all(|&v| v <= 1) => {
@@ -353,27 +379,27 @@ pub async fn train<F: Federation>(
         )));
     }
 
-    // 4. Split, stratified by label and by whether every party knows the customer: holdout,
-    //    then validation from the rest.
-    let strata: Vec<u8> = (0..labels.len())
-        .map(|i| labels[i] + 2 * u8::from(complete[i]))
-        .collect();
-    let (rest, holdout) = stratified_split(&strata, cfg.holdout_fraction, cfg.split_seed);
-    let rest_strata: Vec<u8> = rest.iter().map(|&i| strata[i]).collect();
-    let (train_pos, val_pos) = stratified_split(
-        &rest_strata,
-        cfg.validation_fraction,
-        cfg.split_seed.wrapping_add(1),
+    let with_tag = |t: u8| -> Vec<usize> {
+        (0..customers.len())
+            .filter(|&i| tags[customers[i] as usize] == t)
+            .collect()
+    };
+    let (train_idx, val_idx, holdout) = (
+        with_tag(SPLIT_TRAIN),
+        with_tag(SPLIT_VALIDATION),
+        with_tag(SPLIT_HOLDOUT),
     );
-    let train_idx: Vec<usize> = train_pos.iter().map(|&i| rest[i]).collect();
-    let val_idx: Vec<usize> = val_pos.iter().map(|&i| rest[i]).collect();
-    let ids_of = |idx: &[usize]| idx.iter().map(|&i| customers[i].clone()).collect::<Vec<_>>();
+    if train_idx.is_empty() || val_idx.is_empty() || holdout.is_empty() {
+        return Err(TrainError::Setup(
+            "the split left the training, validation or holdout set empty".into(),
+        ));
+    }
+    let ids_of = |idx: &[usize]| idx.iter().map(|&i| customers[i]).collect::<Vec<_>>();
     let labels_of = |idx: &[usize]| idx.iter().map(|&i| labels[i]).collect::<Vec<_>>();
     let (train_ids, val_ids, hold_ids) = (ids_of(&train_idx), ids_of(&val_idx), ids_of(&holdout));
     let (val_labels, hold_labels) = (labels_of(&val_idx), labels_of(&holdout));
 
     // 5. Fresh bottom models, encodings fitted on training customers only.
-    let session: u64 = rand::random();
     let answers = ctx
         .all("train init", |p| Request::TrainInit {
             session,
@@ -386,7 +412,7 @@ pub async fn train<F: Federation>(
                     .seed
                     .wrapping_add(1 + parties.iter().position(|q| q == p).unwrap_or(0) as u64),
             },
-            fit_ids: train_ids.clone(),
+            fit: train_ids.clone(),
         })
         .await?;
     let mut entries = Vec::with_capacity(parties.len());
@@ -429,7 +455,7 @@ pub async fn train<F: Federation>(
         let mut batches = 0usize;
         for batch in order.chunks(cfg.batch_size) {
             step += 1;
-            let ids: Vec<String> = batch.iter().map(|&i| train_ids[i].clone()).collect();
+            let ids: Vec<u64> = batch.iter().map(|&i| train_ids[i]).collect();
             let y: Vec<f64> = batch.iter().map(|&i| f64::from(labels[train_idx[i]])).collect();
             let (parts, mut present) = ctx
                 .embeddings("forward", session, step, &ids, true, &dims)
@@ -579,6 +605,12 @@ pub async fn train<F: Federation>(
             epochs_run,
             best_epoch,
             training_seconds: started.elapsed().as_secs_f64(),
+            alignment_seconds: aligned.seconds,
+            shared_with_label_holder: parties
+                .iter()
+                .zip(&aligned.membership)
+                .map(|(p, m)| (p.to_string(), m.iter().filter(|&&b| b).count()))
+                .collect(),
         },
         training: cfg.clone(),
     };

@@ -97,9 +97,21 @@ async fn train_now(c: &Coordinator, model_id: Option<String>) -> Result<()> {
         validation_auc = format!("{:.4}", x.validation_auc),
         ece = format!("{:.4}", x.holdout_ece),
         customers = x.customers,
+        in_every_party = x.customers_in_every_party,
         seconds = format!("{:.1}", x.training_seconds),
+        alignment_seconds = format!("{:.1}", x.alignment_seconds),
         "model trained"
     );
+    let fmt = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:.4}"));
+    info!(
+        complete = fmt(x.holdout_auc_complete),
+        partial = fmt(x.holdout_auc_partial),
+        partial_rows = x.holdout_rows_partial,
+        "holdout AUC on customers known to every party / not"
+    );
+    for (party, auc) in &x.holdout_auc_party_absent {
+        info!(party = %party, holdout_auc = format!("{auc:.4}"), "holdout AUC with this party absent");
+    }
     Ok(())
 }
 

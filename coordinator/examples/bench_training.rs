@@ -1,0 +1,186 @@
+//! Federated training over loopback QUIC (mutual TLS, one coordinator and one party per file,
+//! each party on its own connection) against the same training in one process on the same
+//! data, in the same run, and prints both wall times and their ratio. The first file is the
+//! label holder (label column `y`). A fixed number of epochs (no early stop) keeps the two
+//! runs doing the same work.
+//!
+//! `cargo run --release -p tessera-coordinator --example bench_training -- LABELS.csv OTHER.csv... [epochs=N] [key=value ...]`
+//! (`key=value` are `[training]` settings). Used by `scripts/bench-training`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tessera_certs::leaf::{self, LeafRequest};
+use tessera_certs::pki::{self, InitOptions, PkiDir};
+use tessera_certs::{Identity, PartyId};
+use tessera_common::config::TransportSettings;
+use tessera_common::data::{FeatureTable, LoadOptions};
+use tessera_coordinator::app::Coordinator;
+use tessera_coordinator::config::{CoordinatorConfig, TrainingConfig};
+use tessera_party::config::{DataConfig, PartyConfig, PartyLimits};
+use tessera_party::local::LocalFederation;
+use tessera_party::run::LinkState;
+use tessera_party::service::PartyService;
+
+fn load(path: &str, labels: bool) -> Result<FeatureTable> {
+    let opts = LoadOptions {
+        label_column: labels.then(|| "y".to_string()),
+        ..Default::default()
+    };
+    FeatureTable::load(path.as_ref(), &opts).with_context(|| format!("loading {path}"))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (files, settings): (Vec<&String>, Vec<&String>) = args.iter().partition(|a| !a.contains('='));
+    anyhow::ensure!(
+        !files.is_empty(),
+        "usage: bench_training LABELS.csv OTHER.csv... [key=value ...]"
+    );
+    let mut cfg: TrainingConfig =
+        toml::from_str(&settings.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"))?;
+    if !settings.iter().any(|s| s.starts_with("epochs=")) {
+        cfg.epochs = 20;
+    }
+    cfg.patience = cfg.epochs; // same number of epochs in both runs
+    let names: Vec<PartyId> = (0..files.len())
+        .map(|i| PartyId::new(format!("bank-{i}")))
+        .collect::<Result<_, _>>()?;
+    let dir = tempfile::tempdir()?;
+
+    // --- Federated: coordinator and parties over QUIC on loopback.
+    let ca = PkiDir::new(dir.path().join("ca"));
+    pki::init(
+        &ca,
+        &InitOptions {
+            federation: "tessera".into(),
+            key_type: Default::default(),
+            root_days: 30,
+            intermediate_days: 30,
+            force: false,
+        },
+    )?;
+    let ctls = dir.path().join("tls-coordinator");
+    leaf::issue(
+        &ca,
+        &LeafRequest::new("tessera", Identity::Coordinator),
+        &ctls,
+        true,
+    )?;
+    let transport = TransportSettings::default();
+    let ccfg = CoordinatorConfig {
+        listen_quic: "127.0.0.1:0".parse()?,
+        listen_http: "127.0.0.1:0".parse()?,
+        tls_dir: ctls,
+        model_dir: dir.path().join("models-coordinator"),
+        parties: names.clone(),
+        model_id: None,
+        http: Default::default(),
+        score: Default::default(),
+        scoring: Default::default(),
+        training: cfg.clone(),
+        transport: transport.clone(),
+    };
+    ccfg.validate().map_err(anyhow::Error::msg)?;
+    let coordinator = Coordinator::start(ccfg).await?;
+    let mut stops = Vec::new();
+    for (i, (file, name)) in files.iter().zip(&names).enumerate() {
+        let tls = dir.path().join(format!("tls-{name}"));
+        leaf::issue(
+            &ca,
+            &LeafRequest::new("tessera", Identity::Party(name.clone())),
+            &tls,
+            true,
+        )?;
+        let pcfg = PartyConfig {
+            party_id: name.clone(),
+            coordinator_addr: coordinator.quic_addr,
+            coordinator_name: "localhost".into(),
+            tls_dir: tls,
+            model_dir: dir.path().join(format!("models-{name}")),
+            data: DataConfig {
+                path: file.into(),
+                id_column: "id".into(),
+                label_column: (i == 0).then(|| "y".to_string()),
+                max_rows: 5_000_000,
+                limit: None,
+            },
+            metrics_addr: None,
+            limits: PartyLimits::default(),
+            transport: transport.clone(),
+        };
+        let service = Arc::new(PartyService::new(
+            name.clone(),
+            load(file, i == 0)?,
+            pcfg.model_dir.clone(),
+            PartyLimits::default(),
+        ));
+        let (trigger, sd) = tessera_common::shutdown::channel();
+        let (tx, _rx) = tokio::sync::watch::channel(LinkState::Disconnected);
+        let metrics = tessera_party::metrics::PartyMetrics::new()?;
+        let task = tokio::spawn(tessera_party::run::run(pcfg, service, sd, tx, metrics));
+        stops.push((trigger, task));
+    }
+    anyhow::ensure!(
+        coordinator.wait_for_parties(Some(Duration::from_secs(30))).await,
+        "parties did not connect"
+    );
+    let fed = coordinator.train(Some("bench-federated".into()), |_| {}).await?;
+    // Both runs are timed inside the training driver (alignment to final figures).
+    let fed_secs = fed.metrics.training_seconds;
+    for (trigger, task) in stops {
+        trigger.trigger();
+        let _ = task.await;
+    }
+    coordinator.shutdown().await;
+
+    // --- In one process: the same parties called directly.
+    let mut local = LocalFederation::new();
+    for (i, (file, name)) in files.iter().zip(&names).enumerate() {
+        local.add(Arc::new(PartyService::new(
+            name.clone(),
+            load(file, i == 0)?,
+            dir.path().join("models-local"),
+            PartyLimits::default(),
+        )));
+    }
+    let loc = tessera_coordinator::train::train(
+        &local,
+        &names,
+        &cfg,
+        "bench-local",
+        transport.training_timeout(),
+        |_| {},
+    )
+    .await?;
+    let loc_secs = loc.manifest.metrics.training_seconds;
+
+    let (f, l) = (&fed.metrics, &loc.manifest.metrics);
+    println!(
+        "parties {}, customers {}, epochs {} / {}",
+        names.len(),
+        f.customers,
+        f.epochs_run,
+        l.epochs_run
+    );
+    println!(
+        "federated (QUIC loopback): {fed_secs:.2} s (alignment {:.2} s, training {:.2} s), holdout AUC {:.4}",
+        f.alignment_seconds,
+        fed_secs - f.alignment_seconds,
+        f.holdout_auc
+    );
+    println!(
+        "in one process:            {loc_secs:.2} s (alignment {:.2} s, training {:.2} s), holdout AUC {:.4}",
+        l.alignment_seconds,
+        loc_secs - l.alignment_seconds,
+        l.holdout_auc
+    );
+    println!(
+        "ratio federated / in-process: {:.2}x overall, {:.2}x excluding alignment",
+        fed_secs / loc_secs,
+        (fed_secs - f.alignment_seconds) / (loc_secs - l.alignment_seconds)
+    );
+    Ok(())
+}

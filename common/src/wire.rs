@@ -337,6 +337,27 @@ pub enum Request {
         /// Customer ids.
         ids: Vec<String>,
     },
+    /// Scoring: reason codes for these customers. `grads` holds, per customer, the gradient
+    /// of the final logit with respect to this party's embedding; the party attributes it to
+    /// its own features and answers with codes from its reason dictionary only.
+    Explain {
+        /// Customer ids.
+        ids: Vec<String>,
+        /// `ids × emb_dim` gradients.
+        grads: Matrix,
+    },
+}
+
+/// Most reason codes a party returns per customer.
+pub const MAX_REASONS: usize = 4;
+
+/// One entry of a party's published reason dictionary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonCode {
+    /// Stable code, e.g. `CC03`.
+    pub code: String,
+    /// What it means, e.g. "High utilisation of card limit".
+    pub text: String,
 }
 
 impl Request {
@@ -358,6 +379,7 @@ impl Request {
             Request::Save { .. } => "save",
             Request::Load { .. } => "load",
             Request::Embed { .. } => "embed",
+            Request::Explain { .. } => "explain",
         }
     }
 }
@@ -432,6 +454,15 @@ pub enum Response {
         n_features: u32,
         /// Embedding width.
         emb_dim: u32,
+        /// The party's published reason dictionary (codes and texts; no feature values).
+        reasons: Vec<ReasonCode>,
+    },
+    /// Answer to [`Request::Explain`]: per customer, up to [`MAX_REASONS`] codes from the
+    /// party's dictionary, most adverse first (empty for a customer the party does not know
+    /// or whose features push toward repayment). Codes only: no numbers.
+    Reasons {
+        /// Codes per requested customer.
+        codes: Vec<Vec<String>>,
     },
     /// Answer to [`Request::Forward`] and [`Request::Embed`]: one row per requested id;
     /// rows of unknown ids are zeros and flagged in `known`.
@@ -694,6 +725,7 @@ mod tests {
                 .prop_map(|(session, model_id)| Request::Save { session, model_id }),
             "[a-z0-9-]{0,12}".prop_map(|model_id| Request::Load { model_id }),
             ids().prop_map(|ids| Request::Embed { ids }),
+            (ids(), matrix()).prop_map(|(ids, grads)| Request::Explain { ids, grads }),
         ]
     }
 
@@ -713,8 +745,17 @@ mod tests {
             proptest::collection::vec(any::<u8>(), 0..100).prop_map(|points| Response::Points { points }),
             proptest::collection::vec(0u8..2, 0..10).prop_map(|labels| Response::Labels { labels }),
             proptest::collection::vec(0u8..4, 0..10).prop_map(|tags| Response::Split { tags }),
-            (any::<u32>(), any::<u32>())
-                .prop_map(|(n_features, emb_dim)| Response::Model { n_features, emb_dim }),
+            (any::<u32>(), any::<u32>(), "[A-Z0-9]{1,6}", ".{0,20}").prop_map(
+                |(n_features, emb_dim, code, text)| {
+                    Response::Model {
+                        n_features,
+                        emb_dim,
+                        reasons: vec![ReasonCode { code, text }],
+                    }
+                }
+            ),
+            proptest::collection::vec(proptest::collection::vec("[A-Z0-9]{1,6}", 0..4), 0..4)
+                .prop_map(|codes| Response::Reasons { codes }),
             (matrix(), proptest::collection::vec(any::<bool>(), 0..4))
                 .prop_map(|(matrix, known)| Response::Embeddings { matrix, known }),
             Just(Response::Ack),

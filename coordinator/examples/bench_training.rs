@@ -82,6 +82,7 @@ async fn main() -> Result<()> {
         scoring: Default::default(),
         training: cfg.clone(),
         transport: transport.clone(),
+        audit: Default::default(),
     };
     ccfg.validate().map_err(anyhow::Error::msg)?;
     let coordinator = Coordinator::start(ccfg).await?;
@@ -110,6 +111,7 @@ async fn main() -> Result<()> {
             metrics_addr: None,
             limits: PartyLimits::default(),
             transport: transport.clone(),
+            reasons: Vec::new(),
         };
         let service = Arc::new(PartyService::new(
             name.clone(),

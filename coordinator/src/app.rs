@@ -37,6 +37,9 @@ pub enum Error {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
 }
 
 /// A running coordinator.
@@ -156,6 +159,7 @@ impl Coordinator {
             config.parties.clone(),
             config.score.clone(),
             config.scoring.min_parties,
+            config.scoring.interval_samples,
         ));
         let (trigger, shutdown) = shutdown::channel();
 
@@ -171,11 +175,24 @@ impl Coordinator {
             &material.leaf_info,
             config.transport.cert_warn_days,
         );
+        let (audit, audit_task) = if config.audit.enabled {
+            let (a, t) = crate::audit::Audit::open(
+                &config.audit,
+                config.model_dir.join("audit.sqlite"),
+                metrics.clone(),
+            )
+            .await?;
+            (Some(a), Some(t))
+        } else {
+            (None, None)
+        };
         let state = AppState {
             serving: serving.clone(),
             metrics: metrics.clone(),
             scoring_slots: Arc::new(Semaphore::new(config.http.max_concurrent)),
             own_cert: own_cert.clone(),
+            audit,
+            scoring: config.scoring.clone(),
         };
         let app = http::router(state, &config.http);
         let mut http_shutdown = shutdown.clone();
@@ -204,7 +221,11 @@ impl Coordinator {
             config,
             endpoint,
             trigger,
-            tasks: vec![http_task, listener_task, reload_task],
+            // The audit writer ends (queue drained) once the HTTP server has dropped its handle.
+            tasks: [http_task, listener_task, reload_task]
+                .into_iter()
+                .chain(audit_task)
+                .collect(),
         })
     }
 

@@ -42,6 +42,9 @@ pub struct CoordinatorConfig {
     /// Transport timeouts and limits.
     #[serde(default)]
     pub transport: TransportSettings,
+    /// The audit log of decisions.
+    #[serde(default)]
+    pub audit: crate::audit::AuditSettings,
 }
 
 fn default_quic() -> SocketAddr {
@@ -58,11 +61,20 @@ pub struct ScoringSettings {
     /// Least number of parties that must contribute an embedding; the others are replaced by
     /// their learned absent embedding and the answer is flagged `degraded`. Default 1.
     pub min_parties: usize,
+    /// Monte Carlo dropout samples behind the 90% score interval (0: no interval, the
+    /// interval is the point score). Default 64.
+    pub interval_samples: usize,
+    /// Most customers in one `POST /v1/score/batch`. Default 1,000.
+    pub max_batch: usize,
 }
 
 impl Default for ScoringSettings {
     fn default() -> Self {
-        Self { min_parties: 1 }
+        Self {
+            min_parties: 1,
+            interval_samples: 64,
+            max_batch: 1_000,
+        }
     }
 }
 
@@ -118,6 +130,9 @@ pub struct TrainingConfig {
     /// Probability that a party's embedding is replaced by its learned "absent" embedding for
     /// a training row, so the model learns to score when a party is missing. Default 0.1.
     pub party_dropout: f64,
+    /// Dropout rate of the top model's hidden layers in training; also what the 90% score
+    /// interval samples at scoring time (Monte Carlo dropout). Default 0.1.
+    pub top_dropout: f64,
     /// Fit Platt scaling on the validation split after training. Default false: measured on
     /// default_credit it raised the holdout ECE (docs/MODEL.md).
     pub calibrate: bool,
@@ -142,6 +157,7 @@ impl Default for TrainingConfig {
             lr_decay: 0.95,
             weight_decay: 1e-4,
             party_dropout: 0.1,
+            top_dropout: 0.1,
             calibrate: false,
             max_rows: None,
         }
@@ -171,6 +187,9 @@ impl TrainingConfig {
         if !(0.0..1.0).contains(&self.party_dropout) {
             return Err("training.party_dropout must be in [0, 1)".into());
         }
+        if !(0.0..0.9).contains(&self.top_dropout) {
+            return Err("training.top_dropout must be in [0, 0.9)".into());
+        }
         if self.top_hidden.contains(&0) || self.bottom_hidden.contains(&0) {
             return Err("training layer widths must be positive".into());
         }
@@ -188,7 +207,11 @@ impl CoordinatorConfig {
         let mut cfg: CoordinatorConfig =
             toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.tls_dir, &mut cfg.model_dir] {
+        for p in [&mut cfg.tls_dir, &mut cfg.model_dir]
+            .into_iter()
+            .chain(cfg.audit.path.as_mut())
+            .chain(cfg.audit.hmac_key_file.as_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -214,10 +237,17 @@ impl CoordinatorConfig {
         if self.scoring.min_parties == 0 || self.scoring.min_parties > self.parties.len() {
             return Err("scoring.min_parties must be between 1 and the number of parties".into());
         }
+        if self.scoring.interval_samples > 10_000 {
+            return Err("scoring.interval_samples must be at most 10,000".into());
+        }
+        if self.scoring.max_batch == 0 || self.scoring.max_batch > 100_000 {
+            return Err("scoring.max_batch must be between 1 and 100,000".into());
+        }
         if self.http.max_body_bytes == 0 || self.http.max_concurrent == 0 {
             return Err("http.max_body_bytes and http.max_concurrent must be positive".into());
         }
         self.transport.validate()?;
+        self.audit.validate()?;
         self.score.validate()?;
         self.training.validate()
     }

@@ -16,6 +16,7 @@
 
 pub mod app;
 pub mod artifact;
+pub mod audit;
 pub mod config;
 pub mod federation;
 pub mod http;
@@ -23,5 +24,6 @@ pub mod listener;
 pub mod metrics;
 pub mod registry;
 pub mod report;
+pub mod scoring;
 pub mod serving;
 pub mod train;

@@ -1,6 +1,8 @@
 //! Prometheus metrics of the coordinator.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use tessera_common::transport::CertInfo;
 use tessera_common::wire::PartyId;
 
@@ -24,6 +26,16 @@ pub struct Metrics {
     pub model_loaded: IntGauge,
     /// Seconds until each certificate expires: our own (`role="self"`) and connected peers'.
     pub cert_expiry: CertExpiry,
+    /// Scored customers by outcome (`ok`, `degraded`, `not_found`, `unavailable`).
+    pub scores: IntCounterVec,
+    /// Decisions waiting in the audit queue.
+    pub audit_queue: IntGauge,
+    /// Decisions dropped because the audit queue was full.
+    pub audit_dropped: IntCounter,
+    /// Decisions written to the audit database.
+    pub audit_written: IntCounter,
+    /// Failed audit write transactions (retried).
+    pub audit_write_failures: IntCounter,
 }
 
 impl Metrics {
@@ -65,6 +77,31 @@ impl Metrics {
             &["party", "outcome"],
         )?;
         let model_loaded = IntGauge::new("tessera_model_loaded", "1 when a model is active")?;
+        let scores = IntCounterVec::new(
+            Opts::new("tessera_scores_total", "Scored customers by outcome"),
+            &["outcome"],
+        )?;
+        let audit_queue = IntGauge::new(
+            "tessera_audit_queue_depth",
+            "Decisions waiting in the audit queue",
+        )?;
+        let audit_dropped = IntCounter::new(
+            "tessera_audit_dropped_total",
+            "Decisions dropped because the audit queue was full",
+        )?;
+        let audit_written = IntCounter::new(
+            "tessera_audit_written_total",
+            "Decisions written to the audit database",
+        )?;
+        let audit_write_failures = IntCounter::new(
+            "tessera_audit_write_failures_total",
+            "Failed audit write transactions (retried)",
+        )?;
+        for c in [&audit_dropped, &audit_written, &audit_write_failures] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(audit_queue.clone()))?;
+        registry.register(Box::new(scores.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_latency.clone()))?;
         registry.register(Box::new(party_connected.clone()))?;
@@ -81,6 +118,11 @@ impl Metrics {
             party_failures,
             model_loaded,
             cert_expiry,
+            scores,
+            audit_queue,
+            audit_dropped,
+            audit_written,
+            audit_write_failures,
         })
     }
 

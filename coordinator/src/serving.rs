@@ -1,16 +1,16 @@
 //! The active model and scoring: loading the model onto every party, readiness, and scoring
 //! one customer by fanning out to the parties under one deadline.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use ndarray::Array2;
 use tessera_common::model::{ScoreScale, TopModel};
-use tessera_common::protocol::fanout::Outcome;
-use tessera_common::wire::{ErrorCode, PartyId, Request, Response};
+use tessera_common::wire::{PartyId, ReasonCode, Request, Response};
 use tracing::{info, warn};
 
 use crate::artifact::Manifest;
 use crate::registry::Registry;
+use crate::scoring::ScoringContext;
 
 /// A model ready to score.
 #[derive(Debug)]
@@ -21,82 +21,27 @@ pub struct ActiveModel {
     pub top: TopModel,
 }
 
-/// What became of one party during a scoring request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PartyStatus {
-    /// The party contributed its embedding.
-    Ok,
-    /// The party does not know this customer.
-    UnknownCustomer,
-    /// The party is not connected, has not loaded the model, or failed.
-    Unavailable,
-    /// The party did not answer in time.
-    Timeout,
-}
+pub use crate::scoring::{Interval, ItemError, PartyStatus, Reason, Scored};
 
-/// A scored customer.
-#[derive(Clone, Debug)]
-pub struct Scored {
-    /// Probability of default.
-    pub pd: f64,
-    /// Score on the configured scale.
-    pub score: i32,
-    /// Model that scored.
-    pub model_version: String,
-    /// Each party's status.
-    pub parties: Vec<(PartyId, PartyStatus)>,
-    /// Parties that did not contribute (their absent embedding was used): the score is degraded.
-    pub missing: Vec<PartyId>,
-}
-
-/// Why a customer could not be scored.
+/// Why a request could not be scored at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
     /// No model is active.
     #[error("no model is loaded")]
     NoModel,
-    /// No party knows the customer, or a party needed by the model does not.
-    #[error("customer not found at: {}", names(.0, PartyStatus::UnknownCustomer))]
-    UnknownCustomer(Vec<(PartyId, PartyStatus)>),
-    /// A party needed by the model is unavailable or timed out.
-    #[error("parties unavailable: {}", unavailable(.0))]
-    PartiesUnavailable(Vec<(PartyId, PartyStatus)>),
+    /// The one customer asked for could not be scored.
+    #[error(transparent)]
+    Item(#[from] ItemError),
     /// A party answered with something malformed.
     #[error("party {0} sent a malformed answer")]
     BadAnswer(PartyId),
-}
-
-fn names(v: &[(PartyId, PartyStatus)], status: PartyStatus) -> String {
-    v.iter()
-        .filter(|(_, s)| *s == status)
-        .map(|(p, _)| p.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn unavailable(v: &[(PartyId, PartyStatus)]) -> String {
-    v.iter()
-        .filter(|(_, s)| matches!(s, PartyStatus::Unavailable | PartyStatus::Timeout))
-        .map(|(p, s)| {
-            format!(
-                "{p} ({})",
-                if *s == PartyStatus::Timeout {
-                    "timeout"
-                } else {
-                    "unavailable"
-                }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 impl ScoreError {
     /// Party statuses, where the error has them.
     pub fn parties(&self) -> &[(PartyId, PartyStatus)] {
         match self {
-            ScoreError::UnknownCustomer(v) | ScoreError::PartiesUnavailable(v) => v,
+            ScoreError::Item(e) => e.parties(),
             _ => &[],
         }
     }
@@ -134,20 +79,37 @@ pub struct Serving {
     parties: Vec<PartyId>,
     scale: ScoreScale,
     min_parties: usize,
+    interval_samples: usize,
     active: RwLock<Option<Arc<ActiveModel>>>,
+    /// Each party's reason dictionary, as it answered when loading the model.
+    dictionaries: RwLock<BTreeMap<PartyId, Vec<ReasonCode>>>,
 }
 
 impl Serving {
     /// Serving over `parties` (configured order) with no model yet; a score needs at least
     /// `min_parties` contributing parties (others are replaced by their absent embedding).
-    pub fn new(registry: Registry, parties: Vec<PartyId>, scale: ScoreScale, min_parties: usize) -> Self {
+    /// `interval_samples` Monte Carlo dropout samples give the score interval.
+    pub fn new(
+        registry: Registry,
+        parties: Vec<PartyId>,
+        scale: ScoreScale,
+        min_parties: usize,
+        interval_samples: usize,
+    ) -> Self {
         Self {
             registry,
             parties,
             scale,
             min_parties,
+            interval_samples,
             active: RwLock::new(None),
+            dictionaries: RwLock::new(BTreeMap::new()),
         }
+    }
+
+    /// The score scale and bands.
+    pub fn scale(&self) -> &ScoreScale {
+        &self.scale
     }
 
     /// The registry of connected parties.
@@ -215,13 +177,20 @@ impl Serving {
         let request = Request::Load { model_id: id.clone() };
         let r = tessera_common::transport::call(conn, &request, settings, settings.training_timeout()).await;
         match r {
-            Ok(Response::Model { n_features, emb_dim })
-                if n_features == entry.n_features && emb_dim == entry.emb_dim =>
-            {
-                info!(party = %party, model = %id, "party loaded the model");
+            Ok(Response::Model {
+                n_features,
+                emb_dim,
+                reasons,
+            }) if n_features == entry.n_features && emb_dim == entry.emb_dim => {
+                info!(party = %party, model = %id, reason_codes = reasons.len(), "party loaded the model");
+                if let Ok(mut d) = self.dictionaries.write() {
+                    d.insert(party.clone(), reasons);
+                }
                 Ok(Some(id))
             }
-            Ok(Response::Model { n_features, emb_dim }) => Err(format!(
+            Ok(Response::Model {
+                n_features, emb_dim, ..
+            }) => Err(format!(
                 "party's model {id} has {n_features} features / embedding {emb_dim}, manifest says {} / {}",
                 entry.n_features, entry.emb_dim
             )),
@@ -274,6 +243,20 @@ impl Serving {
     /// # Errors
     /// [`ScoreError`]: no model, unknown customer, parties unavailable, malformed answer.
     pub async fn score(&self, customer_id: &str) -> Result<Scored, ScoreError> {
+        let mut v = self.score_many(&[customer_id.to_string()]).await?;
+        v.pop()
+            .unwrap_or(Err(ItemError::PartiesUnavailable(Vec::new())))
+            .map_err(ScoreError::from)
+    }
+
+    /// Scores several customers in one fan-out per party (chunks of [`crate::scoring::CHUNK`]).
+    ///
+    /// # Returns
+    /// One result per id, in order.
+    ///
+    /// # Errors
+    /// [`ScoreError::NoModel`] or [`ScoreError::BadAnswer`] (the whole batch fails).
+    pub async fn score_many(&self, ids: &[String]) -> Result<Vec<Result<Scored, ItemError>>, ScoreError> {
         let model = self.active().ok_or(ScoreError::NoModel)?;
         let version = model.manifest.model_id.clone();
         // Only parties that have the active model loaded can contribute.
@@ -283,86 +266,25 @@ impl Serving {
             .filter(|p| self.registry.model_of(p).as_ref() == Some(&version))
             .cloned()
             .collect();
-        let timeout = self.registry.settings().request_timeout();
-        let ids = vec![customer_id.to_string()];
-        let outcomes = self
-            .registry
-            .fanout(&ready, |_| Request::Embed { ids: ids.clone() }, timeout)
-            .await;
-        let mut statuses = Vec::with_capacity(self.parties.len());
-        let mut parts = Vec::with_capacity(self.parties.len());
-        let mut present = Vec::with_capacity(self.parties.len());
-        for entry in &model.manifest.parties {
-            let p = &entry.party_id;
-            let d = entry.emb_dim as usize;
-            let outcome = outcomes.iter().find(|(q, _)| q == p).map(|(_, o)| o);
-            let mut embedding = None;
-            let status = match outcome {
-                None => PartyStatus::Unavailable,
-                Some(Outcome::TimedOut) => PartyStatus::Timeout,
-                Some(Outcome::Failed(_)) => PartyStatus::Unavailable,
-                Some(Outcome::Answered(Response::Embeddings { matrix, known })) => {
-                    if known.len() != 1
-                        || matrix.rows != 1
-                        || matrix.cols != entry.emb_dim
-                        || !matrix.is_well_formed()
-                    {
-                        return Err(ScoreError::BadAnswer(p.clone()));
-                    }
-                    if known[0] {
-                        embedding = Some(matrix.data.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>());
-                        PartyStatus::Ok
-                    } else {
-                        PartyStatus::UnknownCustomer
-                    }
-                }
-                Some(Outcome::Answered(Response::Error {
-                    code: ErrorCode::NoModel,
-                    ..
-                })) => {
-                    // The party lost its model (restarted): mark it so readiness reflects it.
-                    if let Some(conn) = self.registry.connection(p) {
-                        self.registry.set_model(p, &conn, None);
-                    }
-                    PartyStatus::Unavailable
-                }
-                Some(Outcome::Answered(_)) => PartyStatus::Unavailable,
-            };
-            present.push(vec![embedding.is_some()]);
-            parts.push(
-                Array2::from_shape_vec((1, d), embedding.unwrap_or_else(|| vec![0.0; d]))
-                    .map_err(|_| ScoreError::BadAnswer(p.clone()))?,
-            );
-            statuses.push((p.clone(), status));
-        }
-        let contributing = statuses.iter().filter(|(_, s)| *s == PartyStatus::Ok).count();
-        if contributing == 0 && statuses.iter().all(|(_, s)| *s == PartyStatus::UnknownCustomer) {
-            return Err(ScoreError::UnknownCustomer(statuses));
-        }
-        if contributing < self.min_parties.max(1) {
-            // Not enough of the federation to score: unknown customer if that is the reason,
-            // else the parties are unavailable.
-            if statuses
-                .iter()
-                .any(|(_, s)| matches!(s, PartyStatus::Unavailable | PartyStatus::Timeout))
-            {
-                return Err(ScoreError::PartiesUnavailable(statuses));
+        let dictionaries = self.dictionaries.read().map(|d| d.clone()).unwrap_or_default();
+        let lost = |p: &PartyId| {
+            // The party lost its model (restarted): mark it so readiness reflects it.
+            if let Some(conn) = self.registry.connection(p) {
+                self.registry.set_model(p, &conn, None);
             }
-            return Err(ScoreError::UnknownCustomer(statuses));
-        }
-        let x = model.top.input(&parts, &present);
-        let pd = model.top.probabilities(x.view())[0];
-        let missing: Vec<PartyId> = statuses
-            .iter()
-            .filter(|(_, s)| *s != PartyStatus::Ok)
-            .map(|(p, _)| p.clone())
-            .collect();
-        Ok(Scored {
-            pd,
-            score: self.scale.score(pd),
-            model_version: version,
-            parties: statuses,
-            missing,
-        })
+        };
+        let ctx = ScoringContext {
+            manifest: &model.manifest,
+            top: &model.top,
+            dictionaries: &dictionaries,
+            scale: &self.scale,
+            min_parties: self.min_parties,
+            interval_samples: self.interval_samples,
+            timeout: self.registry.settings().request_timeout(),
+            on_lost_model: Some(&lost),
+        };
+        crate::scoring::score_batch(&self.registry, &ready, &ctx, ids)
+            .await
+            .map_err(|crate::scoring::BatchError::BadAnswer(p)| ScoreError::BadAnswer(p))
     }
 }

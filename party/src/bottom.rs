@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView2};
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use tessera_common::model::{Encoder, Mlp};
@@ -10,7 +10,7 @@ use tessera_common::model::{Encoder, Mlp};
 use crate::Error;
 
 /// Format version of saved bottom models.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// A trained or training bottom model.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -20,11 +20,17 @@ pub struct BottomModel {
     pub encoder: Encoder,
     /// The network.
     pub mlp: Mlp,
+    /// Mean encoded training row: the baseline attributions are measured against.
+    pub baseline: Array1<f64>,
 }
 
 impl BottomModel {
-    /// A fresh model on top of `encoder`.
-    pub fn new(encoder: Encoder, hidden: &[usize], emb_dim: usize, seed: u64) -> Self {
+    /// A fresh model on top of `encoder`, with the mean encoded training row `baseline`.
+    ///
+    /// # Panics
+    /// If `baseline` is not as wide as the encoding (a programming error).
+    pub fn new(encoder: Encoder, baseline: Array1<f64>, hidden: &[usize], emb_dim: usize, seed: u64) -> Self {
+        assert_eq!(baseline.len(), encoder.width(), "baseline width");
         let mut sizes = vec![encoder.width()];
         sizes.extend_from_slice(hidden);
         sizes.push(emb_dim);
@@ -33,6 +39,7 @@ impl BottomModel {
             format: FORMAT,
             encoder,
             mlp: Mlp::new(&sizes, &mut rng),
+            baseline,
         }
     }
 
@@ -54,6 +61,18 @@ impl BottomModel {
     /// Embeddings of raw feature rows.
     pub fn embed(&self, x: ArrayView2<'_, f64>) -> Array2<f64> {
         self.mlp.forward(self.encoder.transform(x).view())
+    }
+
+    /// Attributions (`rows × raw columns`) of raw rows for the logit gradients `grad_emb`
+    /// (see `tessera_common::model::attribution`).
+    pub fn attribute(&self, x: ArrayView2<'_, f64>, grad_emb: ArrayView2<'_, f64>) -> Array2<f64> {
+        tessera_common::model::attribution::attribute(
+            &self.encoder,
+            &self.mlp,
+            self.baseline.view(),
+            x,
+            grad_emb,
+        )
     }
 
     /// Where model `model_id` lives in `dir`.
@@ -102,6 +121,8 @@ impl BottomModel {
             && m.mlp.layers.iter().all(|l| l.b.len() == l.w.ncols())
             && !m.mlp.layers.is_empty()
             && m.encoder.width() == m.mlp.input_dim()
+            && m.baseline.len() == m.encoder.width()
+            && m.baseline.iter().all(|v| v.is_finite())
             && m.encoder.is_finite()
             && m.mlp.is_finite();
         if !consistent {
@@ -122,7 +143,9 @@ mod tests {
     fn saves_and_loads() {
         let dir = tempfile::tempdir().unwrap();
         let x = ndarray::Array2::from_shape_fn((40, 3), |(i, j)| (i * (j + 1)) as f64);
-        let m = BottomModel::new(Encoder::fit(x.view()), &[4], 2, 1);
+        let enc = Encoder::fit(x.view());
+        let baseline = enc.transform(x.view()).mean_axis(ndarray::Axis(0)).unwrap();
+        let m = BottomModel::new(enc, baseline, &[4], 2, 1);
         m.save(dir.path(), "m1").unwrap();
         let back = BottomModel::load(dir.path(), "m1").unwrap();
         assert_eq!(back.mlp, m.mlp);

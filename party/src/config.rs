@@ -34,6 +34,10 @@ pub struct PartyConfig {
     /// Transport timeouts and limits.
     #[serde(default)]
     pub transport: TransportSettings,
+    /// The published reason dictionary (`[[reasons]]`: code, text, features). Default: one
+    /// code per feature column (`F01`…, text "Value of <column>").
+    #[serde(default)]
+    pub reasons: Vec<crate::reasons::ReasonConfig>,
 }
 
 fn default_server_name() -> String {

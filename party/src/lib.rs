@@ -4,6 +4,7 @@
 //! - [`align`]: the party's side of private set intersection (key, shuffle, row handles).
 //! - [`config`]: the party's TOML configuration.
 //! - [`bottom`]: the bottom model (standardisation + MLP) and its files.
+//! - [`reasons`]: the reason dictionary and how attributions become codes.
 //! - [`service`]: the request handler, with no network IO.
 //! - [`local`]: parties in this process as a federation (tests, baselines).
 //! - [`metrics`]: the optional `/metrics` and `/healthz` listener for the bank's monitoring.
@@ -18,6 +19,7 @@ pub mod bottom;
 pub mod config;
 pub mod local;
 pub mod metrics;
+pub mod reasons;
 pub mod run;
 pub mod service;
 

@@ -15,6 +15,7 @@ use tessera_common::wire::{ErrorCode, Matrix, PartyId, PartyInfo, Request, Respo
 use crate::align::Alignment;
 use crate::bottom::BottomModel;
 use crate::config::PartyLimits;
+use crate::reasons::ReasonDictionary;
 
 /// A training session in progress.
 struct Session {
@@ -35,6 +36,7 @@ pub struct PartyService {
     serving: RwLock<Option<(String, Arc<BottomModel>)>>,
     alignment: RwLock<Option<Alignment>>,
     session: Mutex<Option<Session>>,
+    reasons: ReasonDictionary,
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> Response {
@@ -54,8 +56,11 @@ fn to_matrix(a: &Array2<f64>) -> Matrix {
 
 impl PartyService {
     /// A service over `data`, keeping models in `model_dir`.
+    /// Reasons are one code per column until [`PartyService::with_reasons`] sets a dictionary.
     pub fn new(id: PartyId, data: FeatureTable, model_dir: PathBuf, limits: PartyLimits) -> Self {
+        let reasons = ReasonDictionary::per_column(&data.feature_names);
         Self {
+            reasons,
             id,
             data,
             model_dir,
@@ -64,6 +69,12 @@ impl PartyService {
             alignment: RwLock::new(None),
             session: Mutex::new(None),
         }
+    }
+
+    /// Uses `reasons` as the published reason dictionary.
+    pub fn with_reasons(mut self, reasons: ReasonDictionary) -> Self {
+        self.reasons = reasons;
+        self
     }
 
     /// The party id.
@@ -195,6 +206,7 @@ impl PartyService {
             }
             Request::Load { model_id } => self.load(&model_id),
             Request::Embed { ids } => self.embed(&ids),
+            Request::Explain { ids, grads } => self.explain(&ids, &grads),
         }
     }
 
@@ -345,12 +357,12 @@ impl PartyService {
         }
         let fit = self.data.features().select(ndarray::Axis(0), &rows);
         let hidden: Vec<usize> = spec.hidden.iter().map(|&w| w as usize).collect();
-        let model = BottomModel::new(
-            Encoder::fit(fit.view()),
-            &hidden,
-            spec.emb_dim as usize,
-            spec.seed,
-        );
+        let encoder = Encoder::fit(fit.view());
+        let baseline = encoder
+            .transform(fit.view())
+            .mean_axis(ndarray::Axis(0))
+            .unwrap_or_else(|| ndarray::Array1::zeros(encoder.width()));
+        let model = BottomModel::new(encoder, baseline, &hidden, spec.emb_dim as usize, spec.seed);
         let adam = Adam::new(
             &model.mlp,
             f64::from(spec.learning_rate),
@@ -369,7 +381,11 @@ impl PartyService {
             }
             Err(_) => return error(ErrorCode::Internal, "session state poisoned"),
         }
-        Response::Model { n_features, emb_dim }
+        Response::Model {
+            n_features,
+            emb_dim,
+            reasons: self.reasons.published(),
+        }
     }
 
     fn with_session(&self, session: u64, f: impl FnOnce(&mut Session) -> Response) -> Response {
@@ -472,7 +488,11 @@ impl PartyService {
                     Ok(mut g) => *g = Some((model_id.to_string(), Arc::new(m))),
                     Err(_) => return error(ErrorCode::Internal, "serving state poisoned"),
                 }
-                Response::Model { n_features, emb_dim }
+                Response::Model {
+                    n_features,
+                    emb_dim,
+                    reasons: self.reasons.published(),
+                }
             }
             Err(crate::Error::NoModel(_)) => error(
                 ErrorCode::NoModel,
@@ -482,16 +502,57 @@ impl PartyService {
         }
     }
 
+    fn serving_model_arc(&self) -> Result<Arc<BottomModel>, Response> {
+        match self.serving.read() {
+            Ok(g) => g
+                .as_ref()
+                .map(|(_, m)| m.clone())
+                .ok_or_else(|| error(ErrorCode::NoModel, "no model loaded")),
+            Err(_) => Err(error(ErrorCode::Internal, "serving state poisoned")),
+        }
+    }
+
+    /// Reason codes from the logit gradients the coordinator sent. Only codes leave.
+    fn explain(&self, ids: &[String], grads: &Matrix) -> Response {
+        if let Some(r) = self.check_len(ids.len()) {
+            return r;
+        }
+        let model = match self.serving_model_arc() {
+            Ok(m) => m,
+            Err(e) => return e,
+        };
+        if !grads.is_well_formed()
+            || grads.rows as usize != ids.len()
+            || grads.cols as usize != model.emb_dim()
+        {
+            return error(
+                ErrorCode::BadRequest,
+                "gradient matrix does not match the request",
+            );
+        }
+        let Ok(g) = Array2::from_shape_vec(
+            (ids.len(), model.emb_dim()),
+            grads.data.iter().map(|&v| f64::from(v)).collect(),
+        ) else {
+            return error(ErrorCode::BadRequest, "gradient shape");
+        };
+        let (x, known) = self.data.gather(ids);
+        let contributions = model.attribute(x.view(), g.view());
+        let codes = known
+            .iter()
+            .zip(contributions.rows())
+            .map(|(&k, row)| if k { self.reasons.rank(row) } else { Vec::new() })
+            .collect();
+        Response::Reasons { codes }
+    }
+
     fn embed(&self, ids: &[String]) -> Response {
         if let Some(r) = self.check_len(ids.len()) {
             return r;
         }
-        let model = match self.serving.read() {
-            Ok(g) => g.as_ref().map(|(_, m)| m.clone()),
-            Err(_) => return error(ErrorCode::Internal, "serving state poisoned"),
-        };
-        let Some(model) = model else {
-            return error(ErrorCode::NoModel, "no model loaded");
+        let model = match self.serving_model_arc() {
+            Ok(m) => m,
+            Err(e) => return e,
         };
         let (x, known) = self.data.gather(ids);
         let mut emb = model.embed(x.view());
@@ -739,7 +800,7 @@ mod tests {
         let s = service(dir.path());
         align(&s, 7, 0..15);
         let fit: Vec<u64> = (1000..1015).collect();
-        assert_eq!(
+        assert!(matches!(
             s.handle(Request::TrainInit {
                 session: 7,
                 spec: spec(),
@@ -747,9 +808,10 @@ mod tests {
             }),
             Response::Model {
                 n_features: 3,
-                emb_dim: 2
+                emb_dim: 2,
+                ..
             }
-        );
+        ));
         let batch = ids(&["c1", "c2", "c3"]);
         let rows = vec![1001, 1002, 1003, 99];
         let r = s.handle(Request::Forward {
@@ -836,13 +898,14 @@ mod tests {
                 ..
             }
         ));
-        assert_eq!(
+        assert!(matches!(
             s.handle(Request::Load { model_id: "m".into() }),
             Response::Model {
                 n_features: 3,
-                emb_dim: 2
+                emb_dim: 2,
+                ..
             }
-        );
+        ));
         let r = s.handle(Request::Embed {
             ids: ids(&["c1", "unknown"]),
         });

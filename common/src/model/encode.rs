@@ -117,6 +117,16 @@ impl Encoder {
         self.columns.len()
     }
 
+    /// For each encoded column, the raw column it comes from (attributions to encoded columns
+    /// are summed back to raw columns with it).
+    pub fn sources(&self) -> Vec<usize> {
+        self.columns
+            .iter()
+            .enumerate()
+            .flat_map(|(c, col)| std::iter::repeat_n(c, col.width()))
+            .collect()
+    }
+
     /// Width of the encoded rows.
     pub fn width(&self) -> usize {
         self.columns.iter().map(Column::width).sum()

@@ -3,6 +3,7 @@
 //! embedding); the coordinator concatenates embeddings and runs the top [`Mlp`] to one logit.
 
 pub mod adam;
+pub mod attribution;
 pub mod calibrate;
 pub mod encode;
 pub mod metrics;

@@ -21,6 +21,10 @@ pub struct TopModel {
     /// Calibration from logit to probability (identity until fitted).
     #[serde(default)]
     pub calibration: Platt,
+    /// Dropout rate of the hidden layers, used in training and for Monte Carlo dropout
+    /// intervals at scoring time (0: none).
+    #[serde(default)]
+    pub dropout: f64,
 }
 
 /// Gradients of a [`TopModel`] step.
@@ -45,6 +49,7 @@ impl TopModel {
             dims: dims.to_vec(),
             absent: dims.iter().map(|&d| Array1::zeros(d)).collect(),
             calibration: Platt::default(),
+            dropout: 0.0,
         }
     }
 
@@ -100,6 +105,46 @@ impl TopModel {
         (out.column(0).to_vec(), cache)
     }
 
+    /// Training forward pass with the model's dropout (as [`TopModel::forward_train`] when the
+    /// rate is 0).
+    pub fn forward_train_dropout(&self, x: ArrayView2<'_, f64>, rng: &mut impl Rng) -> (Vec<f64>, Cache) {
+        if self.dropout > 0.0 {
+            let (out, cache) = self.mlp.forward_dropout(x, self.dropout, rng);
+            (out.column(0).to_vec(), cache)
+        } else {
+            self.forward_train(x)
+        }
+    }
+
+    /// Monte Carlo dropout: `samples` calibrated probabilities per row, each from a random
+    /// dropout mask (`rows × samples`). Without dropout every sample is the point estimate.
+    pub fn sample_probabilities(
+        &self,
+        x: ArrayView2<'_, f64>,
+        samples: usize,
+        rng: &mut impl Rng,
+    ) -> Array2<f64> {
+        let mut out = Array2::zeros((x.nrows(), samples));
+        for s in 0..samples {
+            let logits = if self.dropout > 0.0 {
+                self.mlp.forward_dropout(x, self.dropout, rng).0
+            } else {
+                self.mlp.forward(x)
+            };
+            for (r, z) in logits.column(0).iter().enumerate() {
+                out[[r, s]] = self.calibration.probability(*z);
+            }
+        }
+        out
+    }
+
+    /// Gradient of each row's logit with respect to each present party's embedding (rows
+    /// where the party is absent are zero): what a party needs to explain its part.
+    pub fn logit_gradients(&self, x: ArrayView2<'_, f64>, present: &[Vec<bool>]) -> Vec<Array2<f64>> {
+        let (_, cache) = self.forward_train(x);
+        self.backward(&cache, &vec![1.0; x.nrows()], present).parties
+    }
+
     /// Backward pass from the loss gradient per logit.
     pub fn backward(&self, cache: &Cache, dlogits: &[f64], present: &[Vec<bool>]) -> TopGradients {
         let g = Array2::from_shape_fn((dlogits.len(), 1), |(r, _)| dlogits[r]);
@@ -127,6 +172,7 @@ impl TopModel {
             && self.absent.iter().all(|a| a.iter().all(|v| v.is_finite()))
             && self.calibration.a.is_finite()
             && self.calibration.b.is_finite()
+            && (0.0..1.0).contains(&self.dropout)
     }
 
     /// Whether the shapes fit together.

@@ -418,7 +418,9 @@ pub async fn train<F: Federation>(
     let mut entries = Vec::with_capacity(parties.len());
     for (p, r) in answers {
         match r {
-            Response::Model { n_features, emb_dim } if emb_dim == cfg.emb_dim => entries.push(PartyEntry {
+            Response::Model {
+                n_features, emb_dim, ..
+            } if emb_dim == cfg.emb_dim => entries.push(PartyEntry {
                 party_id: p,
                 n_features,
                 emb_dim,
@@ -435,6 +437,7 @@ pub async fn train<F: Federation>(
     let dims: Vec<usize> = entries.iter().map(|e| e.emb_dim as usize).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut top = TopModel::new(&dims, &cfg.top_hidden, &mut rng);
+    top.dropout = cfg.top_dropout;
     let mut adam = Adam::new(
         &top.mlp,
         f64::from(cfg.learning_rate),
@@ -476,7 +479,7 @@ pub async fn train<F: Federation>(
                 }
             }
             let x = top.input(&parts, &present);
-            let (logits, cache) = top.forward_train(x.view());
+            let (logits, cache) = top.forward_train_dropout(x.view(), &mut rng);
             let (loss, grad) = bce_with_logits(&logits, &y);
             if !loss.is_finite() {
                 return Err(TrainError::Diverged(format!("loss is {loss} at epoch {epoch}")));

@@ -116,6 +116,7 @@ pub fn coordinator_config(tls_dir: PathBuf, model_dir: PathBuf, parties: &[&str]
             ..Default::default()
         },
         transport: fast_transport(),
+        audit: Default::default(),
     };
     c.validate().unwrap();
     c
@@ -144,6 +145,7 @@ pub fn party_config(
         metrics_addr: None,
         limits: PartyLimits::default(),
         transport: fast_transport(),
+        reasons: Vec::new(),
     }
 }
 
@@ -166,12 +168,20 @@ pub fn start_party(cfg: PartyConfig) -> RunningParty {
         limit: cfg.data.limit,
     };
     let data = FeatureTable::load(&cfg.data.path, &opts).unwrap();
-    let service = Arc::new(PartyService::new(
-        cfg.party_id.clone(),
-        data,
-        cfg.model_dir.clone(),
-        cfg.limits.clone(),
-    ));
+    let reasons = if cfg.reasons.is_empty() {
+        tessera_party::reasons::ReasonDictionary::per_column(&data.feature_names)
+    } else {
+        tessera_party::reasons::ReasonDictionary::from_config(&cfg.reasons, &data.feature_names).unwrap()
+    };
+    let service = Arc::new(
+        PartyService::new(
+            cfg.party_id.clone(),
+            data,
+            cfg.model_dir.clone(),
+            cfg.limits.clone(),
+        )
+        .with_reasons(reasons),
+    );
     let (trigger, sd) = shutdown::channel();
     let (tx, rx) = watch::channel(LinkState::Disconnected);
     let metrics = tessera_party::metrics::PartyMetrics::new().unwrap();

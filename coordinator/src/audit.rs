@@ -1,0 +1,495 @@
+//! The audit log: every scoring decision (request id, time, customer id or its keyed hash,
+//! model version, PD, score, band, reason codes, degraded flag and missing parties, latency),
+//! never features, written to SQLite (default, a file under the coordinator's data directory)
+//! or PostgreSQL (when a URL is configured), through sqlx's `Any` driver.
+//!
+//! Scoring never waits for the database: [`Audit::record`] puts the decision on a bounded
+//! queue and returns. A writer task drains it in batches (one transaction each). If the queue
+//! is full the decision is dropped, counted (`tessera_audit_dropped_total`) and logged, and
+//! `/readyz` reports it for a minute; if the database fails, the writer keeps the batch and
+//! retries with backoff (the queue absorbs the meanwhile). On shutdown the queue is drained.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Acquire, Row};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+/// How customer ids are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CustomerIdMode {
+    /// As given in the request.
+    #[default]
+    Plain,
+    /// HMAC-SHA256 with a secret key (hex): decisions can be found by customer only by
+    /// whoever holds the key.
+    Hmac,
+}
+
+/// `[audit]` of the coordinator configuration.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Record decisions. Default true.
+    pub enabled: bool,
+    /// Database URL: `postgres://…` or `sqlite://…`. Default: SQLite at `path`.
+    pub url: Option<String>,
+    /// SQLite file when no URL is given. Default `<model_dir>/audit.sqlite`.
+    pub path: Option<PathBuf>,
+    /// `plain` (default) or `hmac`.
+    pub customer_id: CustomerIdMode,
+    /// File holding the HMAC key (at least 32 bytes), required for `hmac`.
+    pub hmac_key_file: Option<PathBuf>,
+    /// Decisions waiting to be written; beyond it they are dropped and counted. Default 10,000.
+    pub queue_capacity: usize,
+    /// Decisions per transaction. Default 500.
+    pub batch_size: usize,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            url: None,
+            path: None,
+            customer_id: CustomerIdMode::Plain,
+            hmac_key_file: None,
+            queue_capacity: 10_000,
+            batch_size: 500,
+        }
+    }
+}
+
+impl AuditSettings {
+    /// Checks ranges and that `hmac` has a key file.
+    ///
+    /// # Errors
+    /// A message naming the bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.queue_capacity == 0 || self.batch_size == 0 {
+            return Err("audit.queue_capacity and audit.batch_size must be positive".into());
+        }
+        if self.customer_id == CustomerIdMode::Hmac && self.hmac_key_file.is_none() {
+            return Err("audit.customer_id = \"hmac\" needs audit.hmac_key_file".into());
+        }
+        if let Some(u) = &self.url
+            && !(u.starts_with("postgres://") || u.starts_with("postgresql://") || u.starts_with("sqlite:"))
+        {
+            return Err("audit.url must start with postgres://, postgresql:// or sqlite:".into());
+        }
+        Ok(())
+    }
+}
+
+/// One recorded decision.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Decision {
+    /// The id of the scoring answer (`request_id` in it).
+    pub request_id: String,
+    /// When it was decided, RFC 3339 UTC.
+    pub decided_at: String,
+    /// The customer id, or its keyed hash (see `customer_hashed`).
+    pub customer: String,
+    /// Whether `customer` is an HMAC of the id.
+    pub customer_hashed: bool,
+    /// Model that scored.
+    pub model_version: String,
+    /// Calibrated probability of default.
+    pub probability_of_default: f64,
+    /// Score.
+    pub score: i32,
+    /// Band of the score.
+    pub band: String,
+    /// Reason codes, most adverse first.
+    pub reason_codes: Vec<String>,
+    /// Whether some party did not contribute.
+    pub degraded: bool,
+    /// Parties that did not contribute.
+    pub missing_parties: Vec<String>,
+    /// Time to answer, milliseconds.
+    pub latency_ms: f64,
+}
+
+/// Audit log errors.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The database could not be opened, created or queried.
+    #[error("audit database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The HMAC key file could not be read or is too short.
+    #[error("audit HMAC key {0}: {1}")]
+    Key(PathBuf, String),
+    /// A stored row could not be decoded.
+    #[error("audit row: {0}")]
+    Row(String),
+}
+
+struct Shared {
+    dropped: AtomicU64,
+    last_drop_unix: AtomicI64,
+    writer_failing: AtomicBool,
+}
+
+/// Handle of the audit log: cheap to clone.
+#[derive(Clone)]
+pub struct Audit {
+    tx: mpsc::Sender<Decision>,
+    pool: AnyPool,
+    key: Option<Arc<Vec<u8>>>,
+    shared: Arc<Shared>,
+    metrics: crate::metrics::Metrics,
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tessera_decisions (
+    request_id TEXT PRIMARY KEY,
+    decided_at TEXT NOT NULL,
+    customer TEXT NOT NULL,
+    customer_hashed BIGINT NOT NULL,
+    model_version TEXT NOT NULL,
+    probability_of_default DOUBLE PRECISION NOT NULL,
+    score BIGINT NOT NULL,
+    band TEXT NOT NULL,
+    reason_codes TEXT NOT NULL,
+    degraded BIGINT NOT NULL,
+    missing_parties TEXT NOT NULL,
+    latency_ms DOUBLE PRECISION NOT NULL
+)";
+
+const INSERT: &str = "INSERT INTO tessera_decisions (request_id, decided_at, customer, customer_hashed,
+    model_version, probability_of_default, score, band, reason_codes, degraded, missing_parties, latency_ms)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+
+/// Seconds a dropped decision keeps `/readyz` reporting it.
+const DROP_REPORT_SECS: i64 = 60;
+
+impl Audit {
+    /// Opens (creating if needed) the database and starts the writer. Returns the handle and
+    /// the writer task; the task ends, having written everything queued, when every handle is
+    /// dropped.
+    ///
+    /// # Errors
+    /// [`AuditError`] if the database cannot be opened or the key read.
+    pub async fn open(
+        settings: &AuditSettings,
+        default_path: PathBuf,
+        metrics: crate::metrics::Metrics,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), AuditError> {
+        sqlx::any::install_default_drivers();
+        let url = match &settings.url {
+            Some(u) => u.clone(),
+            None => {
+                let path = settings.path.clone().unwrap_or(default_path);
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| AuditError::Db(sqlx::Error::Io(e)))?;
+                }
+                format!("sqlite://{}?mode=rwc", path.display())
+            }
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(&url)
+            .await?;
+        sqlx::query(SCHEMA).execute(&pool).await?;
+        let key = match (&settings.customer_id, &settings.hmac_key_file) {
+            (CustomerIdMode::Hmac, Some(p)) => {
+                let k = std::fs::read(p).map_err(|e| AuditError::Key(p.clone(), e.to_string()))?;
+                if k.len() < 32 {
+                    return Err(AuditError::Key(p.clone(), "shorter than 32 bytes".into()));
+                }
+                Some(Arc::new(k))
+            }
+            _ => None,
+        };
+        let (tx, rx) = mpsc::channel(settings.queue_capacity);
+        let shared = Arc::new(Shared {
+            dropped: AtomicU64::new(0),
+            last_drop_unix: AtomicI64::new(0),
+            writer_failing: AtomicBool::new(false),
+        });
+        let task = tokio::spawn(writer(
+            rx,
+            pool.clone(),
+            settings.batch_size,
+            shared.clone(),
+            metrics.clone(),
+        ));
+        let kind = if url.starts_with("sqlite") {
+            "sqlite"
+        } else {
+            "postgres"
+        };
+        info!(backend = kind, "audit log open");
+        Ok((
+            Self {
+                tx,
+                pool,
+                key,
+                shared,
+                metrics,
+            },
+            task,
+        ))
+    }
+
+    /// The customer as it is written: the id, or its HMAC (hex) when so configured.
+    pub fn customer_ref(&self, customer_id: &str) -> (String, bool) {
+        match &self.key {
+            Some(k) => match Hmac::<Sha256>::new_from_slice(k) {
+                Ok(mut m) => {
+                    m.update(customer_id.as_bytes());
+                    let bytes = m.finalize().into_bytes();
+                    (bytes.iter().map(|b| format!("{b:02x}")).collect(), true)
+                }
+                Err(_) => (String::new(), true),
+            },
+            None => (customer_id.to_string(), false),
+        }
+    }
+
+    /// Queues a decision without waiting. If the queue is full it is dropped and counted.
+    pub fn record(&self, d: Decision) {
+        match self.tx.try_send(d) {
+            Ok(()) => self.metrics.audit_queue.inc(),
+            Err(_) => {
+                let n = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                self.metrics.audit_dropped.inc();
+                let now = tessera_common::transport::unix_now();
+                let before = self.shared.last_drop_unix.swap(now, Ordering::Relaxed);
+                if now - before >= 10 {
+                    warn!(dropped_total = n, "audit queue full: decisions are being dropped");
+                }
+            }
+        }
+    }
+
+    /// Why the audit log is not healthy, if it is not: decisions dropped in the last minute,
+    /// or the database failing.
+    pub fn problem(&self) -> Option<String> {
+        let now = tessera_common::transport::unix_now();
+        if now - self.shared.last_drop_unix.load(Ordering::Relaxed) < DROP_REPORT_SECS {
+            return Some(format!(
+                "audit queue full: {} decisions dropped so far",
+                self.shared.dropped.load(Ordering::Relaxed)
+            ));
+        }
+        if self.shared.writer_failing.load(Ordering::Relaxed) {
+            return Some("audit database writes are failing (retrying)".into());
+        }
+        None
+    }
+
+    /// A recorded decision.
+    ///
+    /// # Errors
+    /// [`AuditError`] if the database fails.
+    pub async fn get(&self, request_id: &str) -> Result<Option<Decision>, AuditError> {
+        let row = sqlx::query(
+            "SELECT request_id, decided_at, customer, customer_hashed, model_version,
+             probability_of_default, score, band, reason_codes, degraded, missing_parties, latency_ms
+             FROM tessera_decisions WHERE request_id = $1",
+        )
+        .bind(request_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let bad = |e: &dyn std::fmt::Display| AuditError::Row(e.to_string());
+        let list = |s: String| serde_json::from_str::<Vec<String>>(&s).map_err(|e| bad(&e));
+        Ok(Some(Decision {
+            request_id: row.try_get("request_id")?,
+            decided_at: row.try_get("decided_at")?,
+            customer: row.try_get("customer")?,
+            customer_hashed: row.try_get::<i64, _>("customer_hashed")? != 0,
+            model_version: row.try_get("model_version")?,
+            probability_of_default: row.try_get("probability_of_default")?,
+            score: i32::try_from(row.try_get::<i64, _>("score")?).map_err(|e| bad(&e))?,
+            band: row.try_get("band")?,
+            reason_codes: list(row.try_get("reason_codes")?)?,
+            degraded: row.try_get::<i64, _>("degraded")? != 0,
+            missing_parties: list(row.try_get("missing_parties")?)?,
+            latency_ms: row.try_get("latency_ms")?,
+        }))
+    }
+}
+
+async fn write_batch(pool: &AnyPool, batch: &[Decision]) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    for d in batch {
+        sqlx::query(INSERT)
+            .bind(d.request_id.clone())
+            .bind(d.decided_at.clone())
+            .bind(d.customer.clone())
+            .bind(i64::from(d.customer_hashed))
+            .bind(d.model_version.clone())
+            .bind(d.probability_of_default)
+            .bind(i64::from(d.score))
+            .bind(d.band.clone())
+            .bind(serde_json::to_string(&d.reason_codes).unwrap_or_else(|_| "[]".into()))
+            .bind(i64::from(d.degraded))
+            .bind(serde_json::to_string(&d.missing_parties).unwrap_or_else(|_| "[]".into()))
+            .bind(d.latency_ms)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+async fn writer(
+    mut rx: mpsc::Receiver<Decision>,
+    pool: AnyPool,
+    batch_size: usize,
+    shared: Arc<Shared>,
+    metrics: crate::metrics::Metrics,
+) {
+    let mut batch = Vec::with_capacity(batch_size);
+    loop {
+        if batch.is_empty() {
+            match rx.recv().await {
+                Some(d) => batch.push(d),
+                None => break,
+            }
+        }
+        while batch.len() < batch_size {
+            match rx.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
+        metrics.audit_queue.set(rx.len() as i64);
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match write_batch(&pool, &batch).await {
+                Ok(()) => {
+                    metrics.audit_written.inc_by(batch.len() as u64);
+                    shared.writer_failing.store(false, Ordering::Relaxed);
+                    batch.clear();
+                    break;
+                }
+                Err(e) => {
+                    metrics.audit_write_failures.inc();
+                    if !shared.writer_failing.swap(true, Ordering::Relaxed) {
+                        error!(error = %e, pending = batch.len(), "audit write failed; retrying");
+                    }
+                    if rx.is_closed() && backoff > Duration::from_secs(5) {
+                        error!(
+                            lost = batch.len(),
+                            "audit database still failing at shutdown; giving up"
+                        );
+                        batch.clear();
+                        break;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+    pool.close().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(id: &str) -> Decision {
+        Decision {
+            request_id: id.into(),
+            decided_at: "2026-12-01T00:00:00Z".into(),
+            customer: "c1".into(),
+            customer_hashed: false,
+            model_version: "m".into(),
+            probability_of_default: 0.25,
+            score: 555,
+            band: "poor".into(),
+            reason_codes: vec!["A1".into(), "B2".into()],
+            degraded: true,
+            missing_parties: vec!["bank-b".into()],
+            latency_ms: 0.75,
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_round_trip_drain_on_shutdown_and_hmac() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = crate::metrics::Metrics::new().unwrap();
+        let (audit, task) = Audit::open(
+            &AuditSettings::default(),
+            dir.path().join("a/audit.sqlite"),
+            m.clone(),
+        )
+        .await
+        .unwrap();
+        for i in 0..1200 {
+            audit.record(decision(&format!("r{i}")));
+        }
+        assert!(audit.problem().is_none());
+        let reader = audit.clone();
+        drop(audit);
+        // The reader's handle keeps the writer going; poll until written.
+        let mut got = None;
+        for _ in 0..100 {
+            got = reader.get("r1199").await.unwrap();
+            if got.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(got, Some(decision("r1199")));
+        assert_eq!(reader.get("nope").await.unwrap(), None);
+        drop(reader);
+        task.await.unwrap();
+        assert_eq!(m.audit_written.get(), 1200);
+
+        // A tiny queue overflows: counted and reported.
+        let settings = AuditSettings {
+            queue_capacity: 1,
+            ..Default::default()
+        };
+        let key = dir.path().join("key");
+        std::fs::write(&key, [7u8; 32]).unwrap();
+        let hm = AuditSettings {
+            customer_id: CustomerIdMode::Hmac,
+            hmac_key_file: Some(key),
+            ..settings
+        };
+        let (audit, _task) = Audit::open(
+            &hm,
+            dir.path().join("b.sqlite"),
+            crate::metrics::Metrics::new().unwrap(),
+        )
+        .await
+        .unwrap();
+        for i in 0..50 {
+            audit.record(decision(&format!("x{i}")));
+        }
+        assert!(audit.problem().is_some_and(|p| p.contains("dropped")));
+        let (h, hashed) = audit.customer_ref("customer-42");
+        assert!(hashed && h.len() == 64 && !h.contains("customer"));
+        assert_eq!(audit.customer_ref("customer-42").0, h);
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(AuditSettings::default().validate().is_ok());
+        let bad = AuditSettings {
+            customer_id: CustomerIdMode::Hmac,
+            ..Default::default()
+        };
+        assert!(bad.validate().is_err());
+        let bad = AuditSettings {
+            url: Some("mysql://x".into()),
+            ..Default::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

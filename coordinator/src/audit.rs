@@ -478,6 +478,46 @@ mod tests {
         assert_eq!(audit.customer_ref("customer-42").0, h);
     }
 
+    /// Against a real PostgreSQL when `TESSERA_TEST_POSTGRES_URL` is set (`scripts/test` starts
+    /// one and sets it, with `TESSERA_REQUIRE_POSTGRES=1` so that a missing server fails).
+    #[tokio::test]
+    async fn postgres_round_trip() {
+        let Ok(url) = std::env::var("TESSERA_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var_os("TESSERA_REQUIRE_POSTGRES").is_none(),
+                "TESSERA_REQUIRE_POSTGRES is set but TESSERA_TEST_POSTGRES_URL is not"
+            );
+            eprintln!("skipped: set TESSERA_TEST_POSTGRES_URL=postgres://... to run against PostgreSQL");
+            return;
+        };
+        let settings = AuditSettings {
+            url: Some(url),
+            ..Default::default()
+        };
+        let m = crate::metrics::Metrics::new().unwrap();
+        let (audit, task) = Audit::open(&settings, PathBuf::new(), m.clone()).await.unwrap();
+        let ids: Vec<String> = (0..700).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+        for id in &ids {
+            audit.record(decision(id));
+        }
+        let reader = audit.clone();
+        drop(audit);
+        let last = ids.last().unwrap();
+        let mut got = None;
+        for _ in 0..200 {
+            got = reader.get(last).await.unwrap();
+            if got.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(got, Some(decision(last)));
+        assert_eq!(reader.get(&ids[0]).await.unwrap(), Some(decision(&ids[0])));
+        drop(reader);
+        task.await.unwrap();
+        assert_eq!(m.audit_written.get(), 700);
+    }
+
     #[test]
     fn settings_are_checked() {
         assert!(AuditSettings::default().validate().is_ok());

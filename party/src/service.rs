@@ -623,6 +623,84 @@ mod tests {
     }
 
     #[test]
+    fn explain_answers_codes_only_and_no_feature_value_appears_in_the_message() {
+        use tessera_common::wire::{FrameLimits, Message, encode};
+        let dir = tempfile::tempdir().unwrap();
+        let s = service(dir.path());
+        // A saved model, loaded for serving.
+        let x = s.data.features().clone();
+        let enc = Encoder::fit(x.view());
+        let baseline = enc.transform(x.view()).mean_axis(ndarray::Axis(0)).unwrap();
+        BottomModel::new(enc.clone(), baseline, &[4], 2, 3)
+            .save(dir.path(), "m")
+            .unwrap();
+        let Response::Model { reasons, .. } = s.handle(Request::Load { model_id: "m".into() }) else {
+            panic!()
+        };
+        assert_eq!(reasons.len(), 3, "one code per column by default");
+        let ids = ids(&["c7", "c19", "nobody"]);
+        let grads = Matrix {
+            rows: 3,
+            cols: 2,
+            data: vec![0.9, -0.4, -1.3, 0.8, 0.5, 0.5],
+        };
+        let r = s.handle(Request::Explain {
+            ids: ids.clone(),
+            grads: grads.clone(),
+        });
+        let Response::Reasons { codes } = &r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(codes.len(), 3);
+        assert!(codes[2].is_empty(), "an unknown customer has no reasons");
+        let published: Vec<&str> = reasons.iter().map(|c| c.code.as_str()).collect();
+        assert!(codes.iter().flatten().all(|c| published.contains(&c.as_str())));
+        assert!(!codes[0].is_empty() || !codes[1].is_empty());
+        // Stable: the same question gets the same answer.
+        assert_eq!(
+            s.handle(Request::Explain {
+                ids: ids.clone(),
+                grads
+            }),
+            r
+        );
+        // Nothing numeric from the features: neither raw nor encoded values, in any encoding.
+        let bytes = encode(&Message::Response(r), &FrameLimits::default()).unwrap();
+        let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        let raw = x.select(ndarray::Axis(0), &[7, 19]);
+        let encoded = enc.transform(raw.view());
+        for &v in raw
+            .iter()
+            .chain(encoded.iter())
+            .filter(|v| **v != 0.0 && **v != 1.0)
+        {
+            assert!(
+                !has(&v.to_le_bytes()) && !has(&(v as f32).to_le_bytes()),
+                "value {v} in the message"
+            );
+            assert!(
+                !has(format!("{v}").as_bytes()),
+                "value {v} as text in the message"
+            );
+        }
+        // Malformed gradients are refused.
+        assert!(matches!(
+            s.handle(Request::Explain {
+                ids,
+                grads: Matrix {
+                    rows: 3,
+                    cols: 5,
+                    data: vec![0.0; 15]
+                }
+            }),
+            Response::Error {
+                code: ErrorCode::BadRequest,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn split_is_stratified_in_file_order_and_the_same_every_time() {
         use tessera_common::wire::{SPLIT_HOLDOUT, SPLIT_UNUSED};
         let dir = tempfile::tempdir().unwrap();

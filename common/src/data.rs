@@ -304,7 +304,7 @@ impl FeatureTable {
     }
 }
 
-/// Checks a customer id: non-empty, at most [`MAX_ID_LEN`] bytes, no control characters.
+/// Checks a customer id: non-empty, at most [`MAX_ID_LEN`] characters, no control characters.
 ///
 /// # Errors
 /// A message saying which rule is broken (without echoing the id).
@@ -312,8 +312,8 @@ pub fn validate_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
         return Err("empty customer id".into());
     }
-    if id.len() > MAX_ID_LEN {
-        return Err(format!("customer id longer than {MAX_ID_LEN} bytes"));
+    if id.chars().count() > MAX_ID_LEN {
+        return Err(format!("customer id longer than {MAX_ID_LEN} characters"));
     }
     if id.chars().any(char::is_control) {
         return Err("customer id contains control characters".into());

@@ -25,7 +25,7 @@ pub const HEADER_LEN: usize = 5;
 /// Maximum payload of handshake frames (hello, welcome, reject).
 pub const MAX_CONTROL_PAYLOAD: u32 = 16 * 1024;
 
-/// Longest customer id accepted anywhere (bytes of UTF-8).
+/// Longest customer id accepted anywhere, in characters (so at most 512 bytes of UTF-8).
 pub const MAX_ID_LEN: usize = 128;
 
 /// Frame kinds. The numeric values are part of the protocol.

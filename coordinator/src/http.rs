@@ -46,8 +46,13 @@ pub struct AppState {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScoreRequest {
-    /// The customer to score (1–128 bytes, no control characters).
-    #[schema(min_length = 1, max_length = 128)]
+    /// The customer to score (1–128 characters, no control characters).
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$",
+        example = "25115"
+    )]
     pub customer_id: String,
 }
 
@@ -55,7 +60,9 @@ pub struct ScoreRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
-    /// The customers to score (at most `scoring.max_batch`, default 1,000).
+    /// The customers to score (at most `scoring.max_batch`, default 1,000; more is 413). An id
+    /// that is not 1–128 characters without control characters gets a `bad_request` item.
+    #[schema(example = json!(["25115", "2346"]))]
     pub customer_ids: Vec<String>,
 }
 
@@ -590,7 +597,7 @@ async fn score_batch(
 #[utoipa::path(
     get,
     path = "/v1/decisions/{request_id}",
-    params(("request_id" = String, Path, description = "The `request_id` of a scoring answer")),
+    params(("request_id" = uuid::Uuid, Path, description = "The `request_id` of a scoring answer")),
     responses(
         (status = 200, description = "The decision as recorded", body = Decision),
         (status = 400, description = "Not a request id (`bad_request`)", body = ErrorBody),

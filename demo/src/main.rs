@@ -124,6 +124,22 @@ fn spawn(bin: &Path, args: &[&str], name: &str) -> Result<Child> {
     cmd.spawn().with_context(|| format!("starting {name}"))
 }
 
+/// Ctrl-C or SIGTERM: either stops the demo and, with it, every process it started.
+async fn stop_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
 async fn stop_all(children: &mut [(String, Child)]) {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
@@ -264,7 +280,7 @@ async fn main() -> Result<()> {
     let outcome = async {
         tokio::select! {
             r = wait_ready(&client, &ready_url, &mut children, Duration::from_secs(cli.ready_timeout)) => r?,
-            _ = tokio::signal::ctrl_c() => return Ok(false),
+            _ = stop_signal() => return Ok(false),
         }
         let body = format!("{{\"customer_id\": \"{SAMPLE_CUSTOMER}\"}}");
         let answer = client
@@ -313,7 +329,7 @@ async fn main() -> Result<()> {
         println!("Press Ctrl-C to stop.");
         let mut reported = vec![false; children.len()];
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = stop_signal() => {}
             _ = async {
                 loop {
                     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -32,7 +32,7 @@ pub fn attribute(
     let mut mean_grad = Array2::<f64>::zeros(xe.raw_dim());
     for k in 0..STEPS {
         let alpha = (k as f64 + 0.5) / STEPS as f64;
-        let point = &delta * alpha + &baseline.insert_axis(Axis(0));
+        let point = &delta * alpha + baseline.insert_axis(Axis(0));
         let (_, cache) = mlp.forward_train(point.view());
         let (_, g_in) = mlp.backward(&cache, grad_emb);
         mean_grad += &g_in;

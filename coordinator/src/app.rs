@@ -141,6 +141,26 @@ impl Coordinator {
     /// # Errors
     /// TLS material, bind and metrics errors.
     pub async fn start(config: CoordinatorConfig) -> Result<Self, Error> {
+        Self::start_inner(config, None).await
+    }
+
+    /// As [`Coordinator::start`], but scoring calls `parties` in this process instead of over
+    /// QUIC (the serving benchmark's floor; no party connects). Load a saved model with
+    /// [`Coordinator::activate_saved`].
+    ///
+    /// # Errors
+    /// As [`Coordinator::start`].
+    pub async fn start_with_local_parties(
+        config: CoordinatorConfig,
+        parties: tessera_party::local::LocalFederation,
+    ) -> Result<Self, Error> {
+        Self::start_inner(config, Some(parties)).await
+    }
+
+    async fn start_inner(
+        config: CoordinatorConfig,
+        local: Option<tessera_party::local::LocalFederation>,
+    ) -> Result<Self, Error> {
         let metrics = Metrics::new()?;
         for p in &config.parties {
             metrics.party_connected.with_label_values(&[p.as_str()]).set(0);
@@ -154,13 +174,18 @@ impl Coordinator {
                 source: e,
             })?;
         let registry = Registry::new(config.transport.clone(), metrics.clone());
-        let serving = Arc::new(Serving::new(
+        let mut serving = Serving::new(
             registry,
             config.parties.clone(),
             config.score.clone(),
             config.scoring.min_parties,
             config.scoring.interval_samples,
-        ));
+        );
+        if let Some(l) = local {
+            serving = serving.with_local(l);
+        }
+        let serving = Arc::new(serving);
+        serving.start_batching(config.scoring.pipelines);
         let (trigger, shutdown) = shutdown::channel();
 
         let http_listener = tokio::net::TcpListener::bind(config.listen_http)

@@ -164,9 +164,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tessera_decisions (
     latency_ms DOUBLE PRECISION NOT NULL
 )";
 
-const INSERT: &str = "INSERT INTO tessera_decisions (request_id, decided_at, customer, customer_hashed,
-    model_version, probability_of_default, score, band, reason_codes, degraded, missing_parties, latency_ms)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+const INSERT_PREFIX: &str = "INSERT INTO tessera_decisions (request_id, decided_at, customer, customer_hashed,
+    model_version, probability_of_default, score, band, reason_codes, degraded, missing_parties, latency_ms) ";
 
 /// Seconds a dropped decision keeps `/readyz` reporting it.
 const DROP_REPORT_SECS: i64 = 60;
@@ -321,25 +320,42 @@ impl Audit {
     }
 }
 
+/// Rows per INSERT statement (12 parameters each, well under SQLite's and PostgreSQL's limits).
+const ROWS_PER_STATEMENT: usize = 100;
+
 async fn write_batch(pool: &AnyPool, batch: &[Decision]) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
-    for d in batch {
-        sqlx::query(INSERT)
-            .bind(d.request_id.clone())
-            .bind(d.decided_at.clone())
-            .bind(d.customer.clone())
-            .bind(i64::from(d.customer_hashed))
-            .bind(d.model_version.clone())
-            .bind(d.probability_of_default)
-            .bind(i64::from(d.score))
-            .bind(d.band.clone())
-            .bind(serde_json::to_string(&d.reason_codes).unwrap_or_else(|_| "[]".into()))
-            .bind(i64::from(d.degraded))
-            .bind(serde_json::to_string(&d.missing_parties).unwrap_or_else(|_| "[]".into()))
-            .bind(d.latency_ms)
-            .execute(&mut *tx)
-            .await?;
+    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+        // `$n` placeholders: understood by both PostgreSQL and SQLite.
+        let mut sql = String::from(INSERT_PREFIX);
+        sql.push_str("VALUES ");
+        for r in 0..chunk.len() {
+            if r > 0 {
+                sql.push(',');
+            }
+            let cols: Vec<String> = (1..=12).map(|c| format!("${}", r * 12 + c)).collect();
+            sql.push('(');
+            sql.push_str(&cols.join(","));
+            sql.push(')');
+        }
+        let mut q = sqlx::query(&sql);
+        for d in chunk {
+            q = q
+                .bind(d.request_id.clone())
+                .bind(d.decided_at.clone())
+                .bind(d.customer.clone())
+                .bind(i64::from(d.customer_hashed))
+                .bind(d.model_version.clone())
+                .bind(d.probability_of_default)
+                .bind(i64::from(d.score))
+                .bind(d.band.clone())
+                .bind(serde_json::to_string(&d.reason_codes).unwrap_or_else(|_| "[]".into()))
+                .bind(i64::from(d.degraded))
+                .bind(serde_json::to_string(&d.missing_parties).unwrap_or_else(|_| "[]".into()))
+                .bind(d.latency_ms);
+        }
+        q.execute(&mut *tx).await?;
     }
     tx.commit().await
 }

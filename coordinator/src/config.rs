@@ -66,6 +66,8 @@ pub struct ScoringSettings {
     pub interval_samples: usize,
     /// Most customers in one `POST /v1/score/batch`. Default 1,000.
     pub max_batch: usize,
+    /// Dispatchers that coalesce concurrent single scores into batched fan-outs. Default 4.
+    pub pipelines: usize,
 }
 
 impl Default for ScoringSettings {
@@ -74,6 +76,7 @@ impl Default for ScoringSettings {
             min_parties: 1,
             interval_samples: 64,
             max_batch: 1_000,
+            pipelines: 4,
         }
     }
 }
@@ -239,6 +242,9 @@ impl CoordinatorConfig {
         }
         if self.scoring.interval_samples > 10_000 {
             return Err("scoring.interval_samples must be at most 10,000".into());
+        }
+        if self.scoring.pipelines == 0 || self.scoring.pipelines > 256 {
+            return Err("scoring.pipelines must be between 1 and 256".into());
         }
         if self.scoring.max_batch == 0 || self.scoring.max_batch > 100_000 {
             return Err("scoring.max_batch must be between 1 and 100,000".into());

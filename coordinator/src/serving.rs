@@ -3,6 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tessera_party::local::LocalFederation;
+use tokio::sync::{mpsc, oneshot};
 
 use tessera_common::model::{ScoreScale, TopModel};
 use tessera_common::wire::{PartyId, ReasonCode, Request, Response};
@@ -24,7 +28,7 @@ pub struct ActiveModel {
 pub use crate::scoring::{Interval, ItemError, PartyStatus, Reason, Scored};
 
 /// Why a request could not be scored at all.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ScoreError {
     /// No model is active.
     #[error("no model is loaded")]
@@ -83,7 +87,22 @@ pub struct Serving {
     active: RwLock<Option<Arc<ActiveModel>>>,
     /// Each party's reason dictionary, as it answered when loading the model.
     dictionaries: RwLock<BTreeMap<PartyId, Vec<ReasonCode>>>,
+    /// Parties in this process instead of over QUIC (the serving benchmark's floor).
+    local: Option<LocalFederation>,
+    /// The model each in-process party has loaded.
+    local_models: RwLock<BTreeMap<PartyId, String>>,
+    /// Single scores waiting for a dispatcher, once [`Serving::start_batching`] ran.
+    queue: std::sync::OnceLock<mpsc::Sender<Pending>>,
 }
+
+/// A single-customer score waiting to be batched with others.
+struct Pending {
+    id: String,
+    reply: oneshot::Sender<Result<Scored, ScoreError>>,
+}
+
+/// Most customers one dispatcher scores in one fan-out.
+const MAX_COALESCED: usize = 256;
 
 impl Serving {
     /// Serving over `parties` (configured order) with no model yet; a score needs at least
@@ -104,6 +123,105 @@ impl Serving {
             interval_samples,
             active: RwLock::new(None),
             dictionaries: RwLock::new(BTreeMap::new()),
+            local: None,
+            local_models: RwLock::new(BTreeMap::new()),
+            queue: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Starts `pipelines` dispatchers that coalesce concurrent single-customer scores into one
+    /// fan-out per party: a free dispatcher takes every request waiting (up to 256) and
+    /// scores them together, so under load the parties see a few batched requests instead of
+    /// many small ones, and an idle federation answers a lone request at once (no batching
+    /// delay). The dispatchers end when `self` is dropped.
+    pub fn start_batching(self: &Arc<Self>, pipelines: usize) {
+        let (tx, rx) = mpsc::channel::<Pending>(8 * MAX_COALESCED.max(pipelines));
+        if self.queue.set(tx).is_err() {
+            return;
+        }
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for _ in 0..pipelines.max(1) {
+            let (rx, me) = (rx.clone(), Arc::downgrade(self));
+            tokio::spawn(async move {
+                loop {
+                    let mut batch = Vec::new();
+                    {
+                        let mut rx = rx.lock().await;
+                        match rx.recv().await {
+                            Some(p) => batch.push(p),
+                            None => return,
+                        }
+                        while batch.len() < MAX_COALESCED {
+                            match rx.try_recv() {
+                                Ok(p) => batch.push(p),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    let Some(serving) = me.upgrade() else { return };
+                    let ids: Vec<String> = batch.iter().map(|p| p.id.clone()).collect();
+                    match serving.score_many(&ids).await {
+                        Ok(results) => {
+                            for (p, r) in batch.into_iter().zip(results) {
+                                let _ = p.reply.send(r.map_err(ScoreError::from));
+                            }
+                        }
+                        Err(e) => {
+                            for p in batch {
+                                let _ = p.reply.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    /// Serves with `parties` in this process, called directly instead of over QUIC: the same
+    /// scoring code with no network (the floor the serving benchmark compares against).
+    pub fn with_local(mut self, parties: LocalFederation) -> Self {
+        self.local = Some(parties);
+        self
+    }
+
+    /// The model `party` has loaded, over QUIC or in this process.
+    fn party_model(&self, party: &PartyId) -> Option<String> {
+        match &self.local {
+            Some(_) => self.local_models.read().ok().and_then(|m| m.get(party).cloned()),
+            None => self.registry.model_of(party),
+        }
+    }
+
+    async fn load_local(&self, fed: &LocalFederation, model: &ActiveModel) {
+        use tessera_common::federation::Federation;
+        let id = model.manifest.model_id.clone();
+        let outcomes = fed
+            .fanout(
+                &self.parties,
+                |_| Request::Load { model_id: id.clone() },
+                Duration::from_secs(60),
+            )
+            .await;
+        for (party, o) in outcomes {
+            let entry = model.manifest.parties.iter().find(|e| e.party_id == party);
+            match (o, entry) {
+                (
+                    tessera_common::protocol::fanout::Outcome::Answered(Response::Model {
+                        n_features,
+                        emb_dim,
+                        reasons,
+                    }),
+                    Some(e),
+                ) if n_features == e.n_features && emb_dim == e.emb_dim => {
+                    if let Ok(mut d) = self.dictionaries.write() {
+                        d.insert(party.clone(), reasons);
+                    }
+                    if let Ok(mut m) = self.local_models.write() {
+                        m.insert(party, id.clone());
+                    }
+                }
+                _ => warn!(party = %party, "in-process party could not load the model"),
+            }
         }
     }
 
@@ -135,6 +253,10 @@ impl Serving {
             *g = Some(Arc::new(model));
         }
         info!(model = %id, "model activated");
+        if let (Some(fed), Some(model)) = (&self.local, self.active()) {
+            self.load_local(fed, &model).await;
+            return;
+        }
         for p in self.parties.clone() {
             if self.registry.is_connected(&p)
                 && let Err(e) = self.load_on_party(&p).await
@@ -213,9 +335,9 @@ impl Serving {
             .iter()
             .map(|p| PartyReadiness {
                 party: p.clone(),
-                connected: self.registry.is_connected(p),
-                unresponsive: self.registry.is_unresponsive(p),
-                model: self.registry.model_of(p),
+                connected: self.local.is_some() || self.registry.is_connected(p),
+                unresponsive: self.local.is_none() && self.registry.is_unresponsive(p),
+                model: self.party_model(p),
             })
             .collect();
         for p in &parties {
@@ -243,6 +365,19 @@ impl Serving {
     /// # Errors
     /// [`ScoreError`]: no model, unknown customer, parties unavailable, malformed answer.
     pub async fn score(&self, customer_id: &str) -> Result<Scored, ScoreError> {
+        if let Some(queue) = self.queue.get() {
+            let (reply, answer) = oneshot::channel();
+            let pending = Pending {
+                id: customer_id.to_string(),
+                reply,
+            };
+            if queue.send(pending).await.is_ok()
+                && let Ok(r) = answer.await
+            {
+                return r;
+            }
+            // The dispatchers are gone (shutting down): score directly.
+        }
         let mut v = self.score_many(&[customer_id.to_string()]).await?;
         v.pop()
             .unwrap_or(Err(ItemError::PartiesUnavailable(Vec::new())))
@@ -263,7 +398,7 @@ impl Serving {
         let ready: Vec<PartyId> = self
             .parties
             .iter()
-            .filter(|p| self.registry.model_of(p).as_ref() == Some(&version))
+            .filter(|p| self.party_model(p).as_ref() == Some(&version))
             .cloned()
             .collect();
         let dictionaries = self.dictionaries.read().map(|d| d.clone()).unwrap_or_default();
@@ -283,8 +418,10 @@ impl Serving {
             timeout: self.registry.settings().request_timeout(),
             on_lost_model: Some(&lost),
         };
-        crate::scoring::score_batch(&self.registry, &ready, &ctx, ids)
-            .await
-            .map_err(|crate::scoring::BatchError::BadAnswer(p)| ScoreError::BadAnswer(p))
+        let scored = match &self.local {
+            Some(fed) => crate::scoring::score_batch(fed, &ready, &ctx, ids).await,
+            None => crate::scoring::score_batch(&self.registry, &ready, &ctx, ids).await,
+        };
+        scored.map_err(|crate::scoring::BatchError::BadAnswer(p)| ScoreError::BadAnswer(p))
     }
 }

@@ -14,6 +14,47 @@ use tokio::process::{Child, Command};
 
 /// Marks a directory as created by the demo, so re-running may wipe it.
 const MARKER: &str = ".tessera-demo";
+/// bank-a's published reason dictionary (its columns: x0 = PAY_6, x1–x6 = BILL_AMT1–6,
+/// x7–x12 = PAY_AMT1–6).
+const REASONS_A: &str = r#"[[reasons]]
+code = "PD06"
+text = "Payment delay six months ago"
+features = ["x0"]
+[[reasons]]
+code = "BL01"
+text = "High recent card balance"
+features = ["x1", "x2"]
+[[reasons]]
+code = "BL02"
+text = "High balances in earlier months"
+features = ["x3", "x4", "x5", "x6"]
+[[reasons]]
+code = "PY01"
+text = "Low recent payments"
+features = ["x7", "x8"]
+[[reasons]]
+code = "PY02"
+text = "Low payments in earlier months"
+features = ["x9", "x10", "x11", "x12"]
+"#;
+
+/// bank-b's dictionary (x0 = LIMIT_BAL, x1 = SEX, x2 = EDUCATION, x3 = MARRIAGE, x4 = AGE,
+/// x5 = PAY_0, x6–x9 = PAY_2–5). Sex, marital status, age and education are in no reason: they
+/// are never given as the reason for a decision.
+const REASONS_B: &str = r#"[[reasons]]
+code = "LM01"
+text = "Low credit limit"
+features = ["x0"]
+[[reasons]]
+code = "DL01"
+text = "Recent payment delays"
+features = ["x5", "x6"]
+[[reasons]]
+code = "DL02"
+text = "Earlier payment delays"
+features = ["x7", "x8", "x9"]
+"#;
+
 /// A customer present at both banks (first row of both files).
 const SAMPLE_CUSTOMER: &str = "25115";
 
@@ -240,6 +281,7 @@ async fn main() -> Result<()> {
     )?;
     let mut party_cfgs = Vec::new();
     for (bank, data, label) in [("bank-a", &guest_data, Some("y")), ("bank-b", &host_data, None)] {
+        let reasons = if bank == "bank-a" { REASONS_A } else { REASONS_B };
         let cfg = dir.join(format!("{bank}.toml"));
         let label = label
             .map(|l| format!("label_column = \"{l}\"\n"))
@@ -247,7 +289,7 @@ async fn main() -> Result<()> {
         std::fs::write(
             &cfg,
             format!(
-                "party_id = \"{bank}\"\ncoordinator_addr = \"{}\"\ncoordinator_name = \"localhost\"\ntls_dir = \"{}\"\nmodel_dir = \"{}\"\n\n[data]\npath = \"{}\"\n{label}",
+                "party_id = \"{bank}\"\ncoordinator_addr = \"{}\"\ncoordinator_name = \"localhost\"\ntls_dir = \"{}\"\nmodel_dir = \"{}\"\n\n[data]\npath = \"{}\"\n{label}\n{reasons}",
                 cli.quic,
                 toml_path(&dir.join(format!("pki/{bank}"))),
                 toml_path(&dir.join(format!("models/{bank}"))),

@@ -8,13 +8,16 @@ use rand::Rng;
 use tessera_common::config::{Backoff, TransportSettings};
 use tessera_common::shutdown::Shutdown;
 use tessera_common::transport::{self, TlsMaterial, close_code};
-use tessera_common::wire::{Message, Response};
+use tessera_common::wire::{Message, Request, Response};
 use tokio::sync::{Semaphore, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::config::PartyConfig;
 use crate::metrics::PartyMetrics;
 use crate::service::PartyService;
+
+/// Scoring requests for at most this many customers are answered on the async thread.
+const INLINE_MAX_IDS: usize = 16;
 
 /// Connection state, observable by tests and health checks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -249,14 +252,22 @@ async fn handle_stream(
     };
     let kind = request.kind();
     let started = std::time::Instant::now();
-    // Model math is CPU work: keep it off the async threads.
-    let response = match tokio::task::spawn_blocking(move || service.handle(request)).await {
-        Ok(r) => r,
-        Err(e) => {
-            error!(error = %e, kind, "request handler failed");
-            Response::Error {
-                code: tessera_common::wire::ErrorCode::Internal,
-                message: "handler failed".into(),
+    // Model math is CPU work: keep it off the async threads, except for scoring a handful of
+    // customers (tens of microseconds), where the hand-off to the blocking pool would cost
+    // more than the work.
+    let inline = matches!(&request,
+        Request::Embed { ids } | Request::Explain { ids, .. } if ids.len() <= INLINE_MAX_IDS);
+    let response = if inline {
+        service.handle(request)
+    } else {
+        match tokio::task::spawn_blocking(move || service.handle(request)).await {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, kind, "request handler failed");
+                Response::Error {
+                    code: tessera_common::wire::ErrorCode::Internal,
+                    message: "handler failed".into(),
+                }
             }
         }
     };

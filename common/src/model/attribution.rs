@@ -12,7 +12,7 @@ use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 use super::{Encoder, Mlp};
 
 /// Points on the path from the baseline to the row.
-pub const STEPS: usize = 16;
+pub const STEPS: usize = 4;
 
 /// Attributions (`rows × raw columns`) of raw rows `x` through `encoder` and `mlp`, for the
 /// output direction `grad_emb` (`rows × embedding width`), against `baseline` (one encoded row).
@@ -29,15 +29,29 @@ pub fn attribute(
 ) -> Array2<f64> {
     let xe = encoder.transform(x);
     let delta = &xe - &baseline.insert_axis(Axis(0));
-    let mut mean_grad = Array2::<f64>::zeros(xe.raw_dim());
-    for k in 0..STEPS {
-        let alpha = (k as f64 + 0.5) / STEPS as f64;
-        let point = &delta * alpha + baseline.insert_axis(Axis(0));
-        let (_, cache) = mlp.forward_train(point.view());
-        let (_, g_in) = mlp.backward(&cache, grad_emb);
-        mean_grad += &g_in;
+    let (rows, width) = xe.dim();
+    // Every point of every row's path in one matrix (row-major: row r, step k at r*STEPS+k),
+    // so the network runs once forward and once backward.
+    let mut points = Array2::<f64>::zeros((rows * STEPS, width));
+    let mut grads = Array2::<f64>::zeros((rows * STEPS, grad_emb.ncols()));
+    for r in 0..rows {
+        for k in 0..STEPS {
+            let alpha = (k as f64 + 0.5) / STEPS as f64;
+            let mut p = points.row_mut(r * STEPS + k);
+            p.assign(&baseline);
+            p.scaled_add(alpha, &delta.row(r));
+            grads.row_mut(r * STEPS + k).assign(&grad_emb.row(r));
+        }
     }
-    mean_grad /= STEPS as f64;
+    let (_, cache) = mlp.forward_train(points.view());
+    let (_, g_in) = mlp.backward(&cache, grads.view());
+    let mut mean_grad = Array2::<f64>::zeros((rows, width));
+    for r in 0..rows {
+        let block = g_in.slice(ndarray::s![r * STEPS..(r + 1) * STEPS, ..]);
+        if let Some(m) = block.mean_axis(Axis(0)) {
+            mean_grad.row_mut(r).assign(&m);
+        }
+    }
     let contrib = mean_grad * delta;
     let mut out = Array2::zeros((x.nrows(), encoder.n_inputs()));
     for (j, &src) in encoder.sources().iter().enumerate() {

@@ -111,6 +111,51 @@ impl Mlp {
         self.forward_impl(x, Some((rate, rng)))
     }
 
+    /// Monte Carlo dropout outputs: `samples` forward passes of each row of `x`, each with its
+    /// own dropout masks (row `r`, sample `s` at `r * samples + s`). The first layer comes
+    /// before any dropout, so it is computed once per row and only the rest per sample.
+    ///
+    /// # Panics
+    /// If `x` does not have [`Mlp::input_dim`] columns or `rate` is not in `[0, 1)`.
+    pub fn forward_dropout_samples(
+        &self,
+        x: ArrayView2<'_, f64>,
+        rate: f64,
+        samples: usize,
+        rng: &mut impl Rng,
+    ) -> Array2<f64> {
+        assert!((0.0..1.0).contains(&rate), "dropout rate must be in [0, 1)");
+        let first = &self.layers[0];
+        let mut h = x.dot(&first.w) + &first.b;
+        if self.layers.len() == 1 {
+            // No hidden layer, no dropout: every sample is the same.
+            let mut out = Array2::zeros((h.nrows() * samples, h.ncols()));
+            for r in 0..h.nrows() {
+                for s in 0..samples {
+                    out.row_mut(r * samples + s).assign(&h.row(r));
+                }
+            }
+            return out;
+        }
+        h.mapv_inplace(|v| v.max(0.0));
+        let keep = 1.0 / (1.0 - rate);
+        let mut rep = Array2::zeros((h.nrows() * samples, h.ncols()));
+        for r in 0..h.nrows() {
+            for s in 0..samples {
+                rep.row_mut(r * samples + s).assign(&h.row(r));
+            }
+        }
+        rep.mapv_inplace(|v| if rng.r#gen::<f64>() < rate { 0.0 } else { v * keep });
+        let rest = Mlp {
+            layers: self.layers[1..].to_vec(),
+        };
+        if rest.layers.len() == 1 {
+            rest.forward(rep.view())
+        } else {
+            rest.forward_dropout(rep.view(), rate, rng).0
+        }
+    }
+
     fn forward_impl<R: Rng>(
         &self,
         x: ArrayView2<'_, f64>,

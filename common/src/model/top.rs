@@ -124,18 +124,15 @@ impl TopModel {
         samples: usize,
         rng: &mut impl Rng,
     ) -> Array2<f64> {
-        let mut out = Array2::zeros((x.nrows(), samples));
-        for s in 0..samples {
-            let logits = if self.dropout > 0.0 {
-                self.mlp.forward_dropout(x, self.dropout, rng).0
-            } else {
-                self.mlp.forward(x)
-            };
-            for (r, z) in logits.column(0).iter().enumerate() {
-                out[[r, s]] = self.calibration.probability(*z);
-            }
+        let rows = x.nrows();
+        if self.dropout <= 0.0 || samples == 0 {
+            let p = self.probabilities(x);
+            return Array2::from_shape_fn((rows, samples), |(r, _)| p[r]);
         }
-        out
+        let logits = self.mlp.forward_dropout_samples(x, self.dropout, samples, rng);
+        Array2::from_shape_fn((rows, samples), |(r, s)| {
+            self.calibration.probability(logits[[r * samples + s, 0]])
+        })
     }
 
     /// Gradient of each row's logit with respect to each present party's embedding (rows
@@ -195,6 +192,28 @@ impl TopModel {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn monte_carlo_dropout_samples_spread_around_the_point_estimate() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+        let mut top = TopModel::new(&[3, 2], &[16], &mut rng);
+        let parts = vec![
+            Array2::from_shape_fn((2, 3), |(r, c)| (r + c) as f64 * 0.4 - 0.3),
+            Array2::from_shape_fn((2, 2), |(r, c)| (r * c) as f64 * 0.5 + 0.1),
+        ];
+        let x = top.input(&parts, &[vec![true, true], vec![true, false]]);
+        let point = top.probabilities(x.view());
+        // No dropout: every sample is the point estimate.
+        let s = top.sample_probabilities(x.view(), 8, &mut rng);
+        assert!(s.iter().enumerate().all(|(i, &p)| p == point[i / 8]));
+        top.dropout = 0.2;
+        let s = top.sample_probabilities(x.view(), 4000, &mut rng);
+        for (row, &p0) in s.rows().into_iter().zip(&point) {
+            let mean = row.mean().unwrap();
+            assert!(row.iter().any(|&p| (p - p0).abs() > 1e-6), "samples differ");
+            assert!((mean - p0).abs() < 0.05, "mean {mean} vs {p0}");
+        }
+    }
 
     #[test]
     fn absent_substitution_and_gradients_match_finite_differences() {

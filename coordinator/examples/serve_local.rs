@@ -1,0 +1,63 @@
+//! The serving benchmark's floor: the coordinator's HTTP server and scoring code with the
+//! parties in this same process, called directly (no QUIC, no TLS, no second process). Loads
+//! the saved model the federation trained, from the same model directories.
+//!
+//! `serve_local --config coordinator.toml --party bank-a.toml --party bank-b.toml ... --http 127.0.0.1:18091`
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use tessera_common::data::{FeatureTable, LoadOptions};
+use tessera_coordinator::app::Coordinator;
+use tessera_coordinator::config::CoordinatorConfig;
+use tessera_party::config::PartyConfig;
+use tessera_party::local::LocalFederation;
+use tessera_party::reasons::ReasonDictionary;
+use tessera_party::service::PartyService;
+
+#[derive(Parser)]
+struct Cli {
+    #[arg(long)]
+    config: std::path::PathBuf,
+    #[arg(long)]
+    party: Vec<std::path::PathBuf>,
+    #[arg(long)]
+    http: std::net::SocketAddr,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tessera_common::logging::init();
+    let cli = Cli::parse();
+    let mut config = CoordinatorConfig::load(&cli.config).map_err(anyhow::Error::msg)?;
+    config.listen_http = cli.http;
+    config.listen_quic = "127.0.0.1:0".parse()?;
+    config.audit.path = Some(config.model_dir.join("audit-floor.sqlite"));
+    let mut fed = LocalFederation::new();
+    for p in &cli.party {
+        let pc = PartyConfig::load(p).map_err(anyhow::Error::msg)?;
+        let opts = LoadOptions {
+            id_column: pc.data.id_column.clone(),
+            label_column: pc.data.label_column.clone(),
+            max_rows: pc.data.max_rows,
+            limit: pc.data.limit,
+        };
+        let data = FeatureTable::load(&pc.data.path, &opts).context("loading party data")?;
+        let reasons = if pc.reasons.is_empty() {
+            ReasonDictionary::per_column(&data.feature_names)
+        } else {
+            ReasonDictionary::from_config(&pc.reasons, &data.feature_names).map_err(anyhow::Error::msg)?
+        };
+        fed.add(Arc::new(
+            PartyService::new(pc.party_id.clone(), data, pc.model_dir.clone(), pc.limits.clone())
+                .with_reasons(reasons),
+        ));
+    }
+    let c = Coordinator::start_with_local_parties(config, fed).await?;
+    let m = c.activate_saved().await.context("loading the saved model")?;
+    tracing::info!(model = %m.model_id, http = %c.http_addr, "in-process floor serving");
+    tessera_common::shutdown::wait_for_signal().await;
+    c.shutdown().await;
+    Ok(())
+}

@@ -77,6 +77,26 @@ impl LeafOpts {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Demo and test federations in one step (a compose `certs` service): create the PKI if it
+    /// is absent, then issue the coordinator's and every party's certificate into their own
+    /// directories unless one is already there. Safe to run on every start.
+    Bootstrap {
+        /// PKI directory (created if absent).
+        #[arg(long, env = "TESSERA_CERTS_CA")]
+        ca: PathBuf,
+        /// Federation name.
+        #[arg(long, default_value = "tessera", env = "TESSERA_CERTS_FEDERATION")]
+        federation: String,
+        /// Output directory of the coordinator's certificate.
+        #[arg(long, env = "TESSERA_CERTS_COORDINATOR")]
+        coordinator: PathBuf,
+        /// DNS names the coordinator is reached at (besides localhost), comma-separated.
+        #[arg(long, value_delimiter = ',', env = "TESSERA_CERTS_DNS")]
+        dns: Vec<String>,
+        /// `ID=DIR` for each party, comma-separated.
+        #[arg(long = "party", value_delimiter = ',', env = "TESSERA_CERTS_PARTIES")]
+        parties: Vec<String>,
+    },
     /// Create the federation's root CA and intermediate CA (then move root/ca.key offline).
     Init {
         /// PKI directory to create.
@@ -226,6 +246,50 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
+        Cmd::Bootstrap {
+            ca,
+            federation,
+            coordinator,
+            dns,
+            parties,
+        } => {
+            let p = PkiDir::new(&ca);
+            if p.federation().is_ok() {
+                println!("PKI in {} kept", ca.display());
+            } else {
+                let opts = InitOptions {
+                    federation: federation.clone(),
+                    key_type: KeyType::default(),
+                    root_days: pki::DEFAULT_ROOT_DAYS,
+                    intermediate_days: pki::DEFAULT_INTERMEDIATE_DAYS,
+                    force: false,
+                };
+                pki::init(&p, &opts).with_context(|| format!("initialising PKI in {}", ca.display()))?;
+                println!("PKI for federation {federation:?} created in {}", ca.display());
+            }
+            let federation = p.federation().context("reading the PKI")?;
+            let mut wanted = vec![(tessera_certs::Identity::Coordinator, coordinator)];
+            for spec in parties {
+                let (id, dir) = spec
+                    .split_once('=')
+                    .with_context(|| format!("--party {spec:?}: expected ID=DIR"))?;
+                let id = tessera_certs::PartyId::new(id).with_context(|| format!("--party {spec:?}"))?;
+                wanted.push((tessera_certs::Identity::Party(id), PathBuf::from(dir)));
+            }
+            for (identity, out) in wanted {
+                if out.join(leaf::LEAF_CERT).exists() {
+                    println!("{} kept", out.display());
+                    continue;
+                }
+                let mut req = leaf::LeafRequest::new(&federation, identity.clone());
+                if identity == tessera_certs::Identity::Coordinator {
+                    req.dns_names.extend(dns.iter().cloned());
+                }
+                leaf::issue(&p, &req, &out, false)
+                    .with_context(|| format!("issuing into {}", out.display()))?;
+                println!("issued {} into {}", identity.uri(&federation), out.display());
+            }
+        }
         Cmd::Init {
             out,
             federation,

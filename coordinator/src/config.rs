@@ -8,6 +8,9 @@ use tessera_common::config::TransportSettings;
 use tessera_common::model::ScoreScale;
 use tessera_common::wire::PartyId;
 
+/// Prefix of the environment variables that set coordinator configuration keys.
+pub const ENV_PREFIX: &str = "TESSERA_COORDINATOR";
+
 /// Everything the coordinator needs to run.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -206,10 +209,17 @@ impl CoordinatorConfig {
     /// # Errors
     /// A message naming the file and the problem.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut cfg: CoordinatorConfig =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        Self::load_with_env(Some(path))
+    }
+
+    /// Reads the config file (if any), applies `TESSERA_COORDINATOR__…` environment variables
+    /// (see `tessera_common::config::env`), and checks it.
+    ///
+    /// # Errors
+    /// A message naming the file or variable and the problem.
+    pub fn load_with_env(path: Option<&Path>) -> Result<Self, String> {
+        let (mut cfg, base): (CoordinatorConfig, _) = tessera_common::config::env::load(path, ENV_PREFIX)?;
+        let base = base.as_path();
         for p in [&mut cfg.tls_dir, &mut cfg.model_dir]
             .into_iter()
             .chain(cfg.audit.path.as_mut())
@@ -219,7 +229,8 @@ impl CoordinatorConfig {
                 *p = base.join(&*p);
             }
         }
-        cfg.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        let what = path.map_or_else(|| format!("{ENV_PREFIX}__*"), |p| p.display().to_string());
+        cfg.validate().map_err(|e| format!("{what}: {e}"))?;
         Ok(cfg)
     }
 

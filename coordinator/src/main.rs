@@ -23,26 +23,31 @@ struct Cli {
 enum Cmd {
     /// Serve the HTTP API; parties dial in over QUIC.
     Serve {
-        /// Configuration file (TOML).
+        /// Configuration file (TOML). Optional: every key can also be set by a
+        /// `TESSERA_COORDINATOR__<KEY>` environment variable (`__` between nested keys).
         #[arg(long, env = "TESSERA_COORDINATOR_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Train a new model once every party is connected, then serve it.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "train_if_none")]
         train: bool,
+        /// Serve the saved model; train one first (once every party is connected) only if
+        /// none is saved. A restart does not retrain.
+        #[arg(long, env = "TESSERA_TRAIN_IF_NONE")]
+        train_if_none: bool,
     },
     /// Wait for every party, train a model, save it, and exit.
     Train {
-        /// Configuration file (TOML).
+        /// Configuration file (TOML); keys can also come from the environment, as for `serve`.
         #[arg(long, env = "TESSERA_COORDINATOR_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// Model id (default: generated from the time).
         #[arg(long)]
         model_id: Option<String>,
     },
 }
 
-fn load(path: &std::path::Path) -> Result<CoordinatorConfig> {
-    CoordinatorConfig::load(path)
+fn load(path: Option<&std::path::Path>) -> Result<CoordinatorConfig> {
+    CoordinatorConfig::load_with_env(path)
         .map_err(anyhow::Error::msg)
         .context("loading coordinator configuration")
 }
@@ -119,22 +124,29 @@ async fn train_now(c: &Coordinator, model_id: Option<String>) -> Result<()> {
 async fn main() -> Result<()> {
     tessera_common::logging::init();
     match Cli::parse().cmd {
-        Cmd::Serve { config, train } => {
-            let c = Coordinator::start(load(&config)?)
+        Cmd::Serve {
+            config,
+            train,
+            train_if_none,
+        } => {
+            let c = Coordinator::start(load(config.as_deref())?)
                 .await
                 .context("starting coordinator")?;
             let work = async {
                 if train {
-                    train_now(&c, None).await
-                } else {
-                    match c.activate_saved().await {
-                        Ok(m) => info!(model = %m.model_id, "serving saved model"),
-                        Err(e) => {
-                            warn!(error = %e, "no model to serve; /readyz stays 503 until one is trained")
-                        }
-                    }
-                    Ok(())
+                    return train_now(&c, None).await;
                 }
+                match c.activate_saved().await {
+                    Ok(m) => info!(model = %m.model_id, "serving saved model"),
+                    Err(e) if train_if_none => {
+                        info!(reason = %e, "no saved model: training one");
+                        train_now(&c, None).await?;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "no model to serve; /readyz stays 503 until one is trained")
+                    }
+                }
+                Ok(())
             };
             tokio::select! {
                 r = work => {
@@ -147,7 +159,7 @@ async fn main() -> Result<()> {
             c.shutdown().await;
         }
         Cmd::Train { config, model_id } => {
-            let c = Coordinator::start(load(&config)?)
+            let c = Coordinator::start(load(config.as_deref())?)
                 .await
                 .context("starting coordinator")?;
             tokio::select! {

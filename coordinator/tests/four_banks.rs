@@ -52,7 +52,7 @@ async fn four_banks_train_through_psi_and_score_with_partial_overlap() {
         let tls = pki.leaf(bank, Identity::Party(pid(bank)), false);
         let mut p = start_party(PartyConfig {
             party_id: pid(bank),
-            coordinator_addr: coordinator.quic_addr,
+            coordinator_addr: coordinator.quic_addr.to_string(),
             coordinator_name: "localhost".into(),
             tls_dir: tls,
             model_dir: pki.path(&format!("models-{bank}")),

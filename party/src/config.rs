@@ -7,14 +7,18 @@ use serde::Deserialize;
 use tessera_common::config::TransportSettings;
 use tessera_common::wire::PartyId;
 
+/// Prefix of the environment variables that set party configuration keys.
+pub const ENV_PREFIX: &str = "TESSERA_PARTY";
+
 /// Everything a party needs to run.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartyConfig {
     /// This party's id; must match the identity in its certificate.
     pub party_id: PartyId,
-    /// Where the coordinator's QUIC endpoint is.
-    pub coordinator_addr: SocketAddr,
+    /// Where the coordinator's QUIC endpoint is: `host:port` or `ip:port` (names are resolved
+    /// on every connection attempt, IPv4 preferred).
+    pub coordinator_addr: String,
     /// Name the coordinator's certificate must carry (a DNS SAN). Default `localhost`.
     #[serde(default = "default_server_name")]
     pub coordinator_name: String,
@@ -105,17 +109,28 @@ impl PartyConfig {
     /// # Errors
     /// A message naming the file and the problem.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let mut cfg: PartyConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
+        Self::load_with_env(Some(path))
+    }
+
+    /// Reads the config file (if any), applies `TESSERA_PARTY__…` environment variables (see
+    /// `tessera_common::config::env`), and checks it.
+    ///
+    /// # Errors
+    /// A message naming the file or variable and the problem.
+    pub fn load_with_env(path: Option<&Path>) -> Result<Self, String> {
+        let (mut cfg, base): (PartyConfig, _) = tessera_common::config::env::load(path, ENV_PREFIX)?;
+        let base = base.as_path();
         for p in [&mut cfg.tls_dir, &mut cfg.model_dir, &mut cfg.data.path] {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
         }
-        cfg.transport
-            .validate()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let what = path.map_or_else(|| format!("{ENV_PREFIX}__*"), |p| p.display().to_string());
+        cfg.transport.validate().map_err(|e| format!("{what}: {e}"))?;
+        match cfg.coordinator_addr.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+            _ => return Err(format!("{what}: coordinator_addr must be host:port")),
+        }
         Ok(cfg)
     }
 }

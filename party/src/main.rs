@@ -19,16 +19,17 @@ use tracing::info;
     about = "Tessera party: one bank's features and bottom model"
 )]
 struct Cli {
-    /// Configuration file (TOML).
+    /// Configuration file (TOML). Optional: every key can also be set by a
+    /// `TESSERA_PARTY__<KEY>` environment variable (`__` between nested keys).
     #[arg(long, env = "TESSERA_PARTY_CONFIG")]
-    config: PathBuf,
+    config: Option<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     tessera_common::logging::init();
     let cli = Cli::parse();
-    let config = PartyConfig::load(&cli.config)
+    let config = PartyConfig::load_with_env(cli.config.as_deref())
         .map_err(anyhow::Error::msg)
         .context("loading party configuration")?;
     let opts = LoadOptions {

@@ -44,7 +44,11 @@ pub async fn run(
     let material = TlsMaterial::load(&paths)?;
     metrics.set_own_cert(material.leaf_info.clone());
     transport::warn_if_expiring("own", &material.leaf_info, config.transport.cert_warn_days);
-    let mut endpoint = transport::dialer(config.coordinator_addr, &material, &config.transport)?;
+    let mut endpoint = transport::dialer(
+        transport::dial_family(&config.coordinator_addr),
+        &material,
+        &config.transport,
+    )?;
     let mut own_serial = material.leaf_info.serial.clone();
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<TlsMaterial>(4);
     let watcher = tokio::spawn(transport::reload::watch(
@@ -62,14 +66,8 @@ pub async fn run(
         let config = config.clone();
         let id = service.id().clone();
         async move {
-            transport::connect(
-                &endpoint,
-                config.coordinator_addr,
-                &config.coordinator_name,
-                &id,
-                &config.transport,
-            )
-            .await
+            let addr = transport::resolve(&config.coordinator_addr).await?;
+            transport::connect(&endpoint, addr, &config.coordinator_name, &id, &config.transport).await
         }
     };
     'outer: while !shutdown.is_shutdown() {

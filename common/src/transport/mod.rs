@@ -92,6 +92,9 @@ pub enum TransportError {
     /// The stream closed without an answer.
     #[error("peer closed the stream without answering")]
     NoAnswer,
+    /// The coordinator's address did not resolve.
+    #[error("cannot resolve {0}: {1}")]
+    Resolve(String, String),
 }
 
 impl TransportError {
@@ -166,7 +169,37 @@ pub fn reconfigure_client(
     Ok(())
 }
 
-/// A party's client endpoint (ephemeral local port, outbound only).
+/// Resolves `host:port` (a name or an address) to one socket address, preferring IPv4 (what
+/// [`dialer`] binds for a name). Resolved on every connection attempt, so a coordinator that
+/// comes back at a new address (a restarted container) is found.
+///
+/// # Errors
+/// [`TransportError::Resolve`] if the name does not resolve or has no port.
+pub async fn resolve(addr: &str) -> Result<SocketAddr, TransportError> {
+    if let Ok(a) = addr.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let all: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| TransportError::Resolve(addr.to_string(), e.to_string()))?
+        .collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or(all.first())
+        .copied()
+        .ok_or_else(|| TransportError::Resolve(addr.to_string(), "no address".into()))
+}
+
+/// The address family a dialer for `addr` should bind: IPv6 only for a literal IPv6 address.
+pub fn dial_family(addr: &str) -> SocketAddr {
+    match addr.parse::<SocketAddr>() {
+        Ok(a) if a.is_ipv6() => SocketAddr::from(([0u16; 8], 0)),
+        _ => SocketAddr::from(([0, 0, 0, 0], 0)),
+    }
+}
+
+/// A party's client endpoint (ephemeral local port, outbound only), of the address family of
+/// `coordinator`.
 ///
 /// # Errors
 /// TLS configuration or bind errors.

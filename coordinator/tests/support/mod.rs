@@ -131,7 +131,7 @@ pub fn party_config(
 ) -> PartyConfig {
     PartyConfig {
         party_id: pid(id),
-        coordinator_addr: coordinator,
+        coordinator_addr: coordinator.to_string(),
         coordinator_name: "localhost".into(),
         tls_dir,
         model_dir,

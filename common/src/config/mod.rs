@@ -3,6 +3,8 @@
 //! Durations are given in milliseconds so that TOML files and environment variables stay
 //! plain numbers.
 
+pub mod env;
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};

@@ -14,6 +14,7 @@
 
 pub mod crl;
 mod files;
+pub use files::{Owner, chown_tree};
 pub mod identity;
 pub mod inspect;
 pub mod k8s;

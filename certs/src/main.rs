@@ -96,6 +96,10 @@ enum Cmd {
         /// `ID=DIR` for each party, comma-separated.
         #[arg(long = "party", value_delimiter = ',', env = "TESSERA_CERTS_PARTIES")]
         parties: Vec<String>,
+        /// Give each holder's directory to this `UID:GID` (when run as root to fill volumes
+        /// that unprivileged services mount).
+        #[arg(long, env = "TESSERA_CERTS_OWNER")]
+        owner: Option<tessera_certs::Owner>,
     },
     /// Create the federation's root CA and intermediate CA (then move root/ca.key offline).
     Init {
@@ -252,6 +256,7 @@ fn main() -> Result<()> {
             coordinator,
             dns,
             parties,
+            owner,
         } => {
             let p = PkiDir::new(&ca);
             if p.federation().is_ok() {
@@ -287,6 +292,10 @@ fn main() -> Result<()> {
                 }
                 leaf::issue(&p, &req, &out, false)
                     .with_context(|| format!("issuing into {}", out.display()))?;
+                if let Some(o) = owner {
+                    tessera_certs::chown_tree(&out, o)
+                        .with_context(|| format!("handing {} over", out.display()))?;
+                }
                 println!("issued {} into {}", identity.uri(&federation), out.display());
             }
         }

@@ -33,6 +33,10 @@ enum Cmd {
         /// volume per bank).
         #[arg(long, env = "TESSERA_DATAGEN_PER_BANK_DIRS")]
         per_bank_dirs: bool,
+        /// Give the written files and their directories to this `UID:GID` (when run as root
+        /// to fill volumes that unprivileged services mount).
+        #[arg(long, env = "TESSERA_DATAGEN_OWNER")]
+        owner: Option<tessera_certs::Owner>,
         /// Do nothing if every file is already there (a restart keeps the data).
         #[arg(long, env = "TESSERA_DATAGEN_KEEP_EXISTING")]
         keep_existing: bool,
@@ -58,6 +62,7 @@ fn main() -> Result<()> {
             seed,
             per_bank_dirs,
             keep_existing,
+            owner,
         } => {
             let parsed: Vec<f64> = shares
                 .split(',')
@@ -88,6 +93,9 @@ fn main() -> Result<()> {
             }
             let counts = tessera_demo::synth::generate_to(&opts, &paths)?;
             for (p, n) in paths.iter().zip(counts) {
+                if let (Some(o), Some(dir)) = (owner, p.parent()) {
+                    tessera_certs::chown_tree(dir, o)?;
+                }
                 println!("{}: {n} customers", p.display());
             }
         }

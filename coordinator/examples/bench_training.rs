@@ -113,12 +113,7 @@ async fn main() -> Result<()> {
             transport: transport.clone(),
             reasons: Vec::new(),
         };
-        let service = Arc::new(PartyService::new(
-            name.clone(),
-            load(file, i == 0)?,
-            pcfg.model_dir.clone(),
-            PartyLimits::default(),
-        ));
+        let service = Arc::new(PartyService::from_config(&pcfg)?);
         let (trigger, sd) = tessera_common::shutdown::channel();
         let (tx, _rx) = tokio::sync::watch::channel(LinkState::Disconnected);
         let metrics = tessera_party::metrics::PartyMetrics::new()?;

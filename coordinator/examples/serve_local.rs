@@ -8,12 +8,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use tessera_common::data::{FeatureTable, LoadOptions};
 use tessera_coordinator::app::Coordinator;
 use tessera_coordinator::config::CoordinatorConfig;
 use tessera_party::config::PartyConfig;
 use tessera_party::local::LocalFederation;
-use tessera_party::reasons::ReasonDictionary;
 use tessera_party::service::PartyService;
 
 #[derive(Parser)]
@@ -37,21 +35,8 @@ async fn main() -> Result<()> {
     let mut fed = LocalFederation::new();
     for p in &cli.party {
         let pc = PartyConfig::load(p).map_err(anyhow::Error::msg)?;
-        let opts = LoadOptions {
-            id_column: pc.data.id_column.clone(),
-            label_column: pc.data.label_column.clone(),
-            max_rows: pc.data.max_rows,
-            limit: pc.data.limit,
-        };
-        let data = FeatureTable::load(&pc.data.path, &opts).context("loading party data")?;
-        let reasons = if pc.reasons.is_empty() {
-            ReasonDictionary::per_column(&data.feature_names)
-        } else {
-            ReasonDictionary::from_config(&pc.reasons, &data.feature_names).map_err(anyhow::Error::msg)?
-        };
         fed.add(Arc::new(
-            PartyService::new(pc.party_id.clone(), data, pc.model_dir.clone(), pc.limits.clone())
-                .with_reasons(reasons),
+            PartyService::from_config(&pc).context("loading party data")?,
         ));
     }
     let c = Coordinator::start_with_local_parties(config, fed).await?;

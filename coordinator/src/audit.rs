@@ -131,6 +131,9 @@ pub enum AuditError {
     /// A stored row could not be decoded.
     #[error("audit row: {0}")]
     Row(String),
+    /// The settings are invalid (see [`AuditSettings::validate`]).
+    #[error("audit settings: {0}")]
+    Settings(String),
 }
 
 struct Shared {
@@ -182,6 +185,7 @@ impl Audit {
         default_path: PathBuf,
         metrics: crate::metrics::Metrics,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), AuditError> {
+        settings.validate().map_err(AuditError::Settings)?;
         sqlx::any::install_default_drivers();
         let url = match &settings.url {
             Some(u) => u.clone(),
@@ -506,12 +510,20 @@ mod tests {
             eprintln!("skipped: set TESSERA_TEST_POSTGRES_URL=postgres://... to run against PostgreSQL");
             return;
         };
+        let url_len = url.len();
+        let url_start: String = url.chars().take(11).collect();
         let settings = AuditSettings {
             url: Some(url),
             ..Default::default()
         };
         let m = crate::metrics::Metrics::new().unwrap();
-        let (audit, task) = Audit::open(&settings, PathBuf::new(), m.clone()).await.unwrap();
+        let (audit, task) = match Audit::open(&settings, PathBuf::new(), m.clone()).await {
+            Ok(opened) => opened,
+            Err(e) => panic!(
+                "cannot open the audit log at TESSERA_TEST_POSTGRES_URL ({} characters, starts {:?}): {e}",
+                url_len, url_start
+            ),
+        };
         let ids: Vec<String> = (0..700).map(|_| uuid::Uuid::new_v4().to_string()).collect();
         for id in &ids {
             audit.record(decision(id));

@@ -40,4 +40,10 @@ pub enum Error {
     /// The transport could not be set up.
     #[error(transparent)]
     Transport(#[from] tessera_common::transport::TransportError),
+    /// The party's data could not be loaded.
+    #[error(transparent)]
+    Data(#[from] tessera_common::data::DataError),
+    /// The configuration is inconsistent with the data (e.g. the reason dictionary).
+    #[error("{0}")]
+    Config(String),
 }

@@ -5,9 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use tessera_common::data::{FeatureTable, LoadOptions};
 use tessera_party::config::PartyConfig;
-use tessera_party::reasons::ReasonDictionary;
 use tessera_party::run::{LinkState, run};
 use tessera_party::service::PartyService;
 use tracing::info;
@@ -32,31 +30,9 @@ async fn main() -> Result<()> {
     let config = PartyConfig::load_with_env(cli.config.as_deref())
         .map_err(anyhow::Error::msg)
         .context("loading party configuration")?;
-    let opts = LoadOptions {
-        id_column: config.data.id_column.clone(),
-        label_column: config.data.label_column.clone(),
-        max_rows: config.data.max_rows,
-        limit: config.data.limit,
-    };
-    let data = FeatureTable::load(&config.data.path, &opts).context("loading party data")?;
-    info!(party = %config.party_id, rows = data.len(), features = data.n_features(), labels = data.labels().is_some(), "data loaded");
-    let reasons = if config.reasons.is_empty() {
-        tracing::warn!("no [[reasons]] configured: reason codes are one per feature column (F01...)");
-        ReasonDictionary::per_column(&data.feature_names)
-    } else {
-        ReasonDictionary::from_config(&config.reasons, &data.feature_names)
-            .map_err(anyhow::Error::msg)
-            .context("checking the reason dictionary")?
-    };
-    let service = Arc::new(
-        PartyService::new(
-            config.party_id.clone(),
-            data,
-            config.model_dir.clone(),
-            config.limits.clone(),
-        )
-        .with_reasons(reasons),
-    );
+    let service = PartyService::from_config(&config).context("loading party data")?;
+    info!(party = %config.party_id, rows = service.rows(), features = service.n_features(), labels = service.has_labels(), "data loaded");
+    let service = Arc::new(service);
     let (trigger, shutdown) = tessera_common::shutdown::channel();
     let (state, _) = tokio::sync::watch::channel(LinkState::Disconnected);
     let metrics = tessera_party::metrics::PartyMetrics::new().context("creating metrics")?;

@@ -71,10 +71,54 @@ impl PartyService {
         }
     }
 
+    /// Loads the configured data and reason dictionary (one code per column when none is
+    /// configured) and builds the service.
+    ///
+    /// # Errors
+    /// [`crate::Error::Data`] if the data cannot be loaded, [`crate::Error::Config`] if the
+    /// reason dictionary does not fit the data.
+    pub fn from_config(cfg: &crate::config::PartyConfig) -> Result<Self, crate::Error> {
+        let opts = tessera_common::data::LoadOptions {
+            id_column: cfg.data.id_column.clone(),
+            label_column: cfg.data.label_column.clone(),
+            max_rows: cfg.data.max_rows,
+            limit: cfg.data.limit,
+        };
+        let data = FeatureTable::load(&cfg.data.path, &opts)?;
+        let reasons = if cfg.reasons.is_empty() {
+            tracing::warn!("no reasons configured: reason codes are one per feature column (F01...)");
+            ReasonDictionary::per_column(&data.feature_names)
+        } else {
+            ReasonDictionary::from_config(&cfg.reasons, &data.feature_names).map_err(crate::Error::Config)?
+        };
+        Ok(Self::new(
+            cfg.party_id.clone(),
+            data,
+            cfg.model_dir.clone(),
+            cfg.limits.clone(),
+        )
+        .with_reasons(reasons))
+    }
+
     /// Uses `reasons` as the published reason dictionary.
     pub fn with_reasons(mut self, reasons: ReasonDictionary) -> Self {
         self.reasons = reasons;
         self
+    }
+
+    /// Number of customers.
+    pub fn rows(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Number of feature columns.
+    pub fn n_features(&self) -> usize {
+        self.data.n_features()
+    }
+
+    /// Whether this party holds labels.
+    pub fn has_labels(&self) -> bool {
+        self.data.labels().is_some()
     }
 
     /// The party id.

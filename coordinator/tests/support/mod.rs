@@ -10,7 +10,6 @@ use tessera_certs::leaf::{self, LeafRequest};
 use tessera_certs::pki::{self, InitOptions, PkiDir};
 use tessera_certs::{Identity, PartyId};
 use tessera_common::config::TransportSettings;
-use tessera_common::data::{FeatureTable, LoadOptions};
 use tessera_common::shutdown::{self, ShutdownTrigger};
 use tessera_coordinator::config::{CoordinatorConfig, HttpSettings, TrainingConfig};
 use tessera_party::config::{DataConfig, PartyConfig, PartyLimits};
@@ -161,27 +160,7 @@ pub fn start_party(cfg: PartyConfig) -> RunningParty {
     if std::env::var_os("TESSERA_TEST_LOG").is_some() {
         tessera_common::logging::init();
     }
-    let opts = LoadOptions {
-        id_column: cfg.data.id_column.clone(),
-        label_column: cfg.data.label_column.clone(),
-        max_rows: cfg.data.max_rows,
-        limit: cfg.data.limit,
-    };
-    let data = FeatureTable::load(&cfg.data.path, &opts).unwrap();
-    let reasons = if cfg.reasons.is_empty() {
-        tessera_party::reasons::ReasonDictionary::per_column(&data.feature_names)
-    } else {
-        tessera_party::reasons::ReasonDictionary::from_config(&cfg.reasons, &data.feature_names).unwrap()
-    };
-    let service = Arc::new(
-        PartyService::new(
-            cfg.party_id.clone(),
-            data,
-            cfg.model_dir.clone(),
-            cfg.limits.clone(),
-        )
-        .with_reasons(reasons),
-    );
+    let service = Arc::new(PartyService::from_config(&cfg).unwrap());
     let (trigger, sd) = shutdown::channel();
     let (tx, rx) = watch::channel(LinkState::Disconnected);
     let metrics = tessera_party::metrics::PartyMetrics::new().unwrap();

@@ -373,17 +373,10 @@ async fn writer(
 ) {
     let mut batch = Vec::with_capacity(batch_size);
     loop {
-        if batch.is_empty() {
-            match rx.recv().await {
-                Some(d) => batch.push(d),
-                None => break,
-            }
-        }
-        while batch.len() < batch_size {
-            match rx.try_recv() {
-                Ok(d) => batch.push(d),
-                Err(_) => break,
-            }
+        // Waits for one decision, then takes what else is queued (up to `batch_size`); 0 means
+        // the queue is closed and drained.
+        if rx.recv_many(&mut batch, batch_size).await == 0 {
+            break;
         }
         metrics.audit_queue.set(rx.len() as i64);
         let mut backoff = Duration::from_millis(200);

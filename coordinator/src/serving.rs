@@ -146,16 +146,10 @@ impl Serving {
                 loop {
                     let mut batch = Vec::new();
                     {
+                        // One request, then every other one already waiting (up to the cap).
                         let mut rx = rx.lock().await;
-                        match rx.recv().await {
-                            Some(p) => batch.push(p),
-                            None => return,
-                        }
-                        while batch.len() < MAX_COALESCED {
-                            match rx.try_recv() {
-                                Ok(p) => batch.push(p),
-                                Err(_) => break,
-                            }
+                        if rx.recv_many(&mut batch, MAX_COALESCED).await == 0 {
+                            return;
                         }
                     }
                     let Some(serving) = me.upgrade() else { return };

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use ndarray::Array2;
 use tessera_common::data::FeatureTable;
+use tessera_common::federation::InMemory;
 use tessera_common::wire::PartyId;
 use tessera_coordinator::train::align::align_federation;
 use tessera_party::config::PartyLimits;
-use tessera_party::local::LocalFederation;
 use tessera_party::service::PartyService;
 
 fn party(
@@ -45,9 +45,13 @@ async fn main() -> anyhow::Result<()> {
         .map(|i| format!("CUST{i:010}"))
         .collect();
     let dir = tempfile::tempdir()?;
-    let mut fed = LocalFederation::new();
-    fed.add(party("bank-a", a, true, dir.path())?);
-    fed.add(party("bank-b", b, false, dir.path())?);
+    let mut fed = InMemory::new();
+    for s in [
+        party("bank-a", a, true, dir.path())?,
+        party("bank-b", b, false, dir.path())?,
+    ] {
+        fed.add(s.id().clone(), s);
+    }
     let parties = fed.ids();
     let t = Instant::now();
     let aligned = align_federation(&fed, &parties, 0, 1, Duration::from_secs(600)).await?;

@@ -16,10 +16,10 @@ use tessera_certs::pki::{self, InitOptions, PkiDir};
 use tessera_certs::{Identity, PartyId};
 use tessera_common::config::TransportSettings;
 use tessera_common::data::{FeatureTable, LoadOptions};
+use tessera_common::federation::InMemory;
 use tessera_coordinator::app::Coordinator;
 use tessera_coordinator::config::{CoordinatorConfig, TrainingConfig};
 use tessera_party::config::{DataConfig, PartyConfig, PartyLimits};
-use tessera_party::local::LocalFederation;
 use tessera_party::run::LinkState;
 use tessera_party::service::PartyService;
 
@@ -134,14 +134,17 @@ async fn main() -> Result<()> {
     coordinator.shutdown().await;
 
     // --- In one process: the same parties called directly.
-    let mut local = LocalFederation::new();
+    let mut local = InMemory::new();
     for (i, (file, name)) in files.iter().zip(&names).enumerate() {
-        local.add(Arc::new(PartyService::new(
+        local.add(
             name.clone(),
-            load(file, i == 0)?,
-            dir.path().join("models-local"),
-            PartyLimits::default(),
-        )));
+            Arc::new(PartyService::new(
+                name.clone(),
+                load(file, i == 0)?,
+                dir.path().join("models-local"),
+                PartyLimits::default(),
+            )),
+        );
     }
     let loc = tessera_coordinator::train::train(
         &local,

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use tessera_common::federation::InMemory;
 use tessera_coordinator::app::Coordinator;
 use tessera_coordinator::config::CoordinatorConfig;
 use tessera_party::config::PartyConfig;
-use tessera_party::local::LocalFederation;
 use tessera_party::service::PartyService;
 
 #[derive(Parser)]
@@ -32,12 +32,11 @@ async fn main() -> Result<()> {
     config.listen_http = cli.http;
     config.listen_quic = "127.0.0.1:0".parse()?;
     config.audit.path = Some(config.model_dir.join("audit-floor.sqlite"));
-    let mut fed = LocalFederation::new();
+    let mut fed = InMemory::new();
     for p in &cli.party {
         let pc = PartyConfig::load(p).map_err(anyhow::Error::msg)?;
-        fed.add(Arc::new(
-            PartyService::from_config(&pc).context("loading party data")?,
-        ));
+        let service = PartyService::from_config(&pc).context("loading party data")?;
+        fed.add(pc.party_id.clone(), Arc::new(service));
     }
     let c = Coordinator::start_with_local_parties(config, fed).await?;
     let m = c.activate_saved().await.context("loading the saved model")?;

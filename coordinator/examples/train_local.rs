@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_common::data::{FeatureTable, LoadOptions};
+use tessera_common::federation::InMemory;
 use tessera_common::wire::PartyId;
 use tessera_coordinator::config::TrainingConfig;
 use tessera_party::config::PartyLimits;
-use tessera_party::local::LocalFederation;
 use tessera_party::service::PartyService;
 
 #[tokio::main]
@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
         "usage: train_local LABELS.csv OTHER.csv... [toml-key=value ...]"
     );
     let dir = tempfile::tempdir()?;
-    let mut fed = LocalFederation::new();
+    let mut fed = InMemory::new();
     for (i, path) in files.iter().enumerate() {
         let opts = LoadOptions {
             label_column: (i == 0).then(|| "y".to_string()),
@@ -30,12 +30,8 @@ async fn main() -> anyhow::Result<()> {
         };
         let data = FeatureTable::load(path.as_ref(), &opts)?;
         let id = PartyId::new(format!("p{i}"))?;
-        fed.add(Arc::new(PartyService::new(
-            id,
-            data,
-            dir.path().to_path_buf(),
-            PartyLimits::default(),
-        )));
+        let service = PartyService::new(id.clone(), data, dir.path().to_path_buf(), PartyLimits::default());
+        fed.add(id, Arc::new(service));
     }
     let settings: Vec<&str> = settings.iter().map(|s| s.as_str()).collect();
     let cfg: TrainingConfig = toml::from_str(&settings.join("\n"))?;

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quinn::{Endpoint, VarInt};
+use tessera_common::federation::InMemory;
 use tessera_common::shutdown::{self, ShutdownTrigger};
-use tessera_common::transport::{self, TlsMaterial, TlsPaths, close_code};
+use tessera_common::transport::{self, CloseReason, Link, Listener, TlsMaterial, TlsPaths};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tracing::info;
@@ -51,7 +51,7 @@ pub struct Coordinator {
     /// Scoring state.
     pub serving: Arc<Serving>,
     config: CoordinatorConfig,
-    endpoint: Endpoint,
+    listener: Listener,
     trigger: ShutdownTrigger,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -62,7 +62,7 @@ pub struct Coordinator {
 async fn reload_tls(
     config: CoordinatorConfig,
     initial_revoked: std::collections::HashSet<String>,
-    endpoint: Endpoint,
+    listener: Listener,
     serving: Arc<Serving>,
     own_cert: Arc<std::sync::RwLock<Option<transport::CertInfo>>>,
     mut shutdown: shutdown::Shutdown,
@@ -71,10 +71,10 @@ async fn reload_tls(
     let paths = TlsPaths::in_dir(&config.tls_dir);
     let interval = config.transport.reload_interval();
     let watcher = {
-        let (revoked, own_cert, endpoint) = (revoked.clone(), own_cert.clone(), endpoint.clone());
+        let (revoked, own_cert) = (revoked.clone(), own_cert.clone());
         let warn_days = config.transport.cert_warn_days;
         transport::reload::watch(paths, interval, shutdown.clone(), move |m| {
-            match transport::reconfigure_server(&endpoint, &m, &config.transport) {
+            match listener.reconfigure(&m, &config.transport) {
                 Ok(()) => {
                     transport::warn_if_expiring("coordinator", &m.leaf_info, warn_days);
                     if let Ok(mut g) = own_cert.write() {
@@ -144,46 +144,39 @@ impl Coordinator {
         Self::start_inner(config, None).await
     }
 
-    /// As [`Coordinator::start`], but scoring calls `parties` in this process instead of over
-    /// QUIC (the serving benchmark's floor; no party connects). Load a saved model with
-    /// [`Coordinator::activate_saved`].
+    /// As [`Coordinator::start`], but every party of `parties` is registered at once over an
+    /// in-memory link ([`Link::in_memory`]) instead of connecting over QUIC: the same HTTP
+    /// server, registry, model loading and scoring code with the network removed (the serving
+    /// benchmark's floor). Load a saved model with [`Coordinator::activate_saved`].
     ///
     /// # Errors
     /// As [`Coordinator::start`].
     pub async fn start_with_local_parties(
         config: CoordinatorConfig,
-        parties: tessera_party::local::LocalFederation,
+        parties: InMemory,
     ) -> Result<Self, Error> {
         Self::start_inner(config, Some(parties)).await
     }
 
-    async fn start_inner(
-        config: CoordinatorConfig,
-        local: Option<tessera_party::local::LocalFederation>,
-    ) -> Result<Self, Error> {
+    async fn start_inner(config: CoordinatorConfig, local: Option<InMemory>) -> Result<Self, Error> {
         let metrics = Metrics::new()?;
         for p in &config.parties {
             metrics.party_connected.with_label_values(&[p.as_str()]).set(0);
         }
         let material = TlsMaterial::load(&TlsPaths::in_dir(&config.tls_dir))?;
-        let endpoint = transport::listen(config.listen_quic, &material, &config.transport)?;
-        let quic_addr = endpoint
-            .local_addr()
-            .map_err(|e| transport::TransportError::Bind {
-                addr: config.listen_quic,
-                source: e,
-            })?;
+        let listener = Listener::bind(config.listen_quic, &material, &config.transport)?;
+        let quic_addr = listener.local_addr()?;
         let registry = Registry::new(config.transport.clone(), metrics.clone());
-        let mut serving = Serving::new(
+        for (party, handler) in local.iter().flat_map(InMemory::handlers) {
+            registry.insert(party.clone(), Link::in_memory(handler.clone()), None, None);
+        }
+        let serving = Serving::new(
             registry,
             config.parties.clone(),
             config.score.clone(),
             config.scoring.min_parties,
             config.scoring.interval_samples,
         );
-        if let Some(l) = local {
-            serving = serving.with_local(l);
-        }
         let serving = Arc::new(serving);
         serving.start_batching(config.scoring.pipelines);
         let (trigger, shutdown) = shutdown::channel();
@@ -232,19 +225,19 @@ impl Coordinator {
         let reload_task = tokio::spawn(reload_tls(
             config.clone(),
             material.revoked_serials(),
-            endpoint.clone(),
+            listener.clone(),
             serving.clone(),
             own_cert,
             shutdown.clone(),
         ));
-        let listener_task = tokio::spawn(crate::listener::run(endpoint.clone(), serving.clone(), shutdown));
+        let listener_task = tokio::spawn(crate::listener::run(listener.clone(), serving.clone(), shutdown));
         info!(%quic_addr, %http_addr, parties = config.parties.len(), "coordinator listening");
         Ok(Self {
             quic_addr,
             http_addr,
             serving,
             config,
-            endpoint,
+            listener,
             trigger,
             // The audit writer ends (queue drained) once the HTTP server has dropped its handle.
             tasks: [http_task, listener_task, reload_task]
@@ -346,15 +339,12 @@ impl Coordinator {
     pub async fn shutdown(self) {
         self.trigger.trigger();
         self.serving.registry().close_all();
-        self.endpoint.close(
-            VarInt::from_u32(close_code::SHUTDOWN),
-            b"coordinator shutting down",
-        );
+        self.listener.close(CloseReason::Shutdown);
         for t in self.tasks {
             let _ = t.await;
         }
         // Closed connections drain for 3 PTOs before the endpoint releases its socket.
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle()).await;
+        self.listener.wait_idle(Duration::from_secs(5)).await;
         info!("coordinator stopped");
     }
 }

@@ -15,10 +15,11 @@ impl Federation for Registry {
         parties: &[PartyId],
         request_for: F,
         timeout: Duration,
+        trace: &[String],
     ) -> impl Future<Output = Vec<(PartyId, Outcome<Response>)>> + Send
     where
         F: Fn(&PartyId) -> Request + Send + Sync,
     {
-        Registry::fanout(self, parties, request_for, timeout)
+        Registry::fanout(self, parties, request_for, timeout, trace)
     }
 }

@@ -3,9 +3,8 @@
 
 use std::sync::Arc;
 
-use quinn::Endpoint;
 use tessera_common::shutdown::Shutdown;
-use tessera_common::transport;
+use tessera_common::transport::{self, Listener};
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
@@ -15,14 +14,14 @@ use crate::serving::Serving;
 const MAX_HANDSHAKES: usize = 64;
 
 /// Accepts parties until shutdown; returns once every connection task has finished.
-pub async fn run(endpoint: Endpoint, serving: Arc<Serving>, mut shutdown: Shutdown) {
+pub async fn run(listener: Listener, serving: Arc<Serving>, mut shutdown: Shutdown) {
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     let mut connections = tokio::task::JoinSet::new();
     loop {
         // Reap finished connection tasks so the set stays small.
         while connections.try_join_next().is_some() {}
         let incoming = tokio::select! {
-            i = endpoint.accept() => match i {
+            i = listener.accept() => match i {
                 Some(i) => i,
                 None => break,
             },
@@ -36,35 +35,35 @@ pub async fn run(endpoint: Endpoint, serving: Arc<Serving>, mut shutdown: Shutdo
         connections.spawn(async move {
             let remote = incoming.remote_address();
             let settings = serving.registry().settings().clone();
-            let accepted = transport::accept(incoming, serving.parties(), &settings).await;
+            let accepted = incoming.accept(serving.parties(), &settings).await;
             drop(permit);
-            let (conn, party) = match accepted {
+            let (link, party) = match accepted {
                 Ok(x) => x,
                 Err(e) => {
                     warn!(%remote, error = %e, "refused a connection");
                     return;
                 }
             };
-            let cert = transport::peer_certificate(&conn);
+            let cert = link.peer_certificate();
             if let Some(c) = &cert {
                 transport::warn_if_expiring(party.as_str(), c, settings.cert_warn_days);
             }
             info!(party = %party, %remote, serial = cert.as_ref().map(|c| c.serial.as_str()).unwrap_or("?"), "party connected");
             // Load the model before the connection becomes current, so that a party reconnecting
             // (e.g. after rotating its certificate) never appears without the model.
-            let model = match serving.load_on_conn(&party, &conn).await {
+            let model = match serving.load_on_link(&party, &link).await {
                 Ok(m) => m,
                 Err(e) => {
                     warn!(party = %party, error = %e, "party could not load the active model");
                     None
                 }
             };
-            serving.registry().insert(party.clone(), conn.clone(), model, cert);
+            serving.registry().insert(party.clone(), link.clone(), model, cert);
             tokio::select! {
-                reason = conn.closed() => warn!(party = %party, %reason, "party disconnected"),
+                reason = link.closed() => warn!(party = %party, %reason, "party disconnected"),
                 _ = shutdown.recv() => {}
             }
-            serving.registry().remove_if_current(&party, &conn);
+            serving.registry().remove_if_current(&party, &link);
         });
     }
     // Handshakes in progress end with the endpoint; established connections see shutdown.

@@ -5,10 +5,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use quinn::{Connection, VarInt};
 use tessera_common::config::TransportSettings;
-use tessera_common::protocol::fanout::{Fanout, Outcome};
-use tessera_common::transport::{self, CertInfo, close_code};
+use tessera_common::protocol::fanout::{Failure, Fanout, Outcome};
+use tessera_common::transport::{self, CertInfo, CloseReason, Link};
 use tessera_common::wire::{PartyId, Request, Response};
 use tokio::task::JoinSet;
 
@@ -16,8 +15,8 @@ use crate::metrics::Metrics;
 
 /// A connected party.
 #[derive(Clone)]
-struct Link {
-    conn: Connection,
+struct Member {
+    link: Link,
     /// The model this party has loaded for scoring, as far as the coordinator knows.
     model: Option<String>,
     /// Whether the last request to this party timed out (cleared by the next answer).
@@ -29,7 +28,7 @@ struct Link {
 /// The connected parties.
 #[derive(Clone)]
 pub struct Registry {
-    links: Arc<RwLock<HashMap<PartyId, Link>>>,
+    links: Arc<RwLock<HashMap<PartyId, Member>>>,
     settings: TransportSettings,
     metrics: Metrics,
 }
@@ -50,6 +49,20 @@ pub enum CallError {
     },
 }
 
+impl CallError {
+    /// The call's outcome in a fan-out.
+    pub fn outcome<R>(&self) -> Outcome<R> {
+        match self {
+            CallError::NotConnected(_) => Outcome::Failed(Failure::NotConnected),
+            CallError::Transport {
+                source: transport::TransportError::Timeout(..),
+                ..
+            } => Outcome::TimedOut,
+            CallError::Transport { source, .. } => Outcome::Failed(source.failure()),
+        }
+    }
+}
+
 impl Registry {
     /// An empty registry.
     pub fn new(settings: TransportSettings, metrics: Metrics) -> Self {
@@ -65,13 +78,13 @@ impl Registry {
         &self.settings
     }
 
-    /// Makes `conn` the party's current connection, with the model it has loaded and its
+    /// Makes `link` the party's current connection, with the model it has loaded and its
     /// certificate. An older connection of the same party is not cut: requests already on it
     /// finish, and it is closed after `training_timeout_ms` unless the party closes it first
     /// (as it does after reconnecting with a rotated certificate).
-    pub fn insert(&self, party: PartyId, conn: Connection, model: Option<String>, cert: Option<CertInfo>) {
-        let link = Link {
-            conn,
+    pub fn insert(&self, party: PartyId, link: Link, model: Option<String>, cert: Option<CertInfo>) {
+        let member = Member {
+            link,
             model,
             unresponsive: false,
             cert,
@@ -80,15 +93,13 @@ impl Registry {
             .links
             .write()
             .ok()
-            .and_then(|mut m| m.insert(party.clone(), link));
+            .and_then(|mut m| m.insert(party.clone(), member));
         if let Some(old) = old {
             let grace = self.settings.training_timeout();
             tokio::spawn(async move {
                 tokio::select! {
-                    _ = tokio::time::sleep(grace) => {
-                        old.conn.close(VarInt::from_u32(close_code::REPLACED), b"replaced by a newer connection");
-                    }
-                    _ = old.conn.closed() => {}
+                    _ = tokio::time::sleep(grace) => old.link.close(CloseReason::Replaced),
+                    _ = old.link.closed() => {}
                 }
             });
         }
@@ -109,10 +120,7 @@ impl Registry {
                     .as_ref()
                     .is_some_and(|c| revoked.contains(&c.serial) || c.not_after < now);
                 if bad {
-                    link.conn.close(
-                        VarInt::from_u32(close_code::CERTIFICATE),
-                        b"certificate revoked or expired",
-                    );
+                    link.link.close(CloseReason::Certificate);
                     self.metrics
                         .party_connected
                         .with_label_values(&[party.as_str()])
@@ -137,11 +145,10 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    /// Removes the party if `conn` is still its current connection.
-    pub fn remove_if_current(&self, party: &PartyId, conn: &Connection) {
+    /// Removes the party if `link` is still its current connection.
+    pub fn remove_if_current(&self, party: &PartyId, link: &Link) {
         if let Ok(mut m) = self.links.write()
-            && m.get(party)
-                .is_some_and(|l| l.conn.stable_id() == conn.stable_id())
+            && m.get(party).is_some_and(|l| l.link.id() == link.id())
         {
             m.remove(party);
             self.metrics
@@ -151,13 +158,13 @@ impl Registry {
         }
     }
 
-    /// Records that `party`'s connection `conn` has `model` loaded.
-    pub fn set_model(&self, party: &PartyId, conn: &Connection, model: Option<String>) {
+    /// Records that `party`'s connection `link` has `model` loaded.
+    pub fn set_model(&self, party: &PartyId, link: &Link, model: Option<String>) {
         if let Ok(mut m) = self.links.write()
-            && let Some(link) = m.get_mut(party)
-            && link.conn.stable_id() == conn.stable_id()
+            && let Some(member) = m.get_mut(party)
+            && member.link.id() == link.id()
         {
-            link.model = model;
+            member.model = model;
         }
     }
 
@@ -169,13 +176,13 @@ impl Registry {
             .is_ok_and(|m| m.get(party).is_some_and(|l| l.unresponsive))
     }
 
-    fn set_unresponsive(&self, party: &PartyId, conn: &Connection, value: bool) {
+    fn set_unresponsive(&self, party: &PartyId, link: &Link, value: bool) {
         if let Ok(mut m) = self.links.write()
-            && let Some(link) = m.get_mut(party)
-            && link.conn.stable_id() == conn.stable_id()
-            && link.unresponsive != value
+            && let Some(member) = m.get_mut(party)
+            && member.link.id() == link.id()
+            && member.unresponsive != value
         {
-            link.unresponsive = value;
+            member.unresponsive = value;
         }
     }
 
@@ -193,26 +200,23 @@ impl Registry {
     }
 
     /// The party's current connection.
-    pub fn connection(&self, party: &PartyId) -> Option<Connection> {
+    pub fn connection(&self, party: &PartyId) -> Option<Link> {
         self.links
             .read()
             .ok()
-            .and_then(|m| m.get(party).map(|l| l.conn.clone()))
+            .and_then(|m| m.get(party).map(|l| l.link.clone()))
     }
 
     /// Closes every connection (shutdown).
     pub fn close_all(&self) {
         if let Ok(m) = self.links.read() {
             for l in m.values() {
-                l.conn.close(
-                    VarInt::from_u32(close_code::SHUTDOWN),
-                    b"coordinator shutting down",
-                );
+                l.link.close(CloseReason::Shutdown);
             }
         }
     }
 
-    /// One request to one party, within `deadline`.
+    /// One request to one party, within `deadline`, on its current connection.
     ///
     /// # Errors
     /// [`CallError`] if the party is not connected or the exchange fails or times out.
@@ -220,24 +224,41 @@ impl Registry {
         &self,
         party: &PartyId,
         request: &Request,
+        trace: &[String],
         deadline: Duration,
     ) -> Result<Response, CallError> {
-        let conn = self
+        let link = self
             .connection(party)
             .ok_or_else(|| CallError::NotConnected(party.clone()))?;
+        self.call_on(party, &link, request, trace, deadline).await
+    }
+
+    /// One request to one party on `link` (current or about to be), within `deadline`,
+    /// with the latency, failure and unresponsiveness bookkeeping of every call.
+    ///
+    /// # Errors
+    /// [`CallError::Transport`] if the exchange fails or times out.
+    pub async fn call_on(
+        &self,
+        party: &PartyId,
+        link: &Link,
+        request: &Request,
+        trace: &[String],
+        deadline: Duration,
+    ) -> Result<Response, CallError> {
         let started = Instant::now();
-        let result = transport::call(&conn, request, &self.settings, deadline).await;
+        let result = link.call(request, trace, &self.settings, deadline).await;
         let label = party.as_str();
         match &result {
             Ok(_) => {
-                self.set_unresponsive(party, &conn, false);
+                self.set_unresponsive(party, link, false);
                 self.metrics
                     .party_latency
                     .with_label_values(&[label, request.kind()])
                     .observe(started.elapsed().as_secs_f64());
             }
             Err(transport::TransportError::Timeout(..)) => {
-                self.set_unresponsive(party, &conn, true);
+                self.set_unresponsive(party, link, true);
                 self.metrics
                     .party_failures
                     .with_label_values(&[label, "timeout"])
@@ -262,23 +283,26 @@ impl Registry {
         parties: &[PartyId],
         request_for: impl Fn(&PartyId) -> Request,
         timeout: Duration,
+        trace: &[String],
     ) -> Vec<(PartyId, Outcome<Response>)> {
+        let trace: std::sync::Arc<[String]> = trace.into();
         let mut fanout = Fanout::new(Instant::now(), parties.iter().cloned(), timeout);
         let mut tasks = JoinSet::new();
         for party in parties {
-            let (this, party, request) = (self.clone(), party.clone(), request_for(party));
+            let (this, party, request, trace) =
+                (self.clone(), party.clone(), request_for(party), trace.clone());
             tasks.spawn(async move {
-                let r = this
-                    .call(&party, &request, timeout)
-                    .await
-                    .map_err(|e| e.to_string());
-                (party, r)
+                let outcome = match this.call(&party, &request, &trace, timeout).await {
+                    Ok(r) => Outcome::Answered(r),
+                    Err(e) => e.outcome(),
+                };
+                (party, outcome)
             });
         }
         while let Some(deadline) = fanout.poll_timeout() {
             tokio::select! {
                 joined = tasks.join_next() => match joined {
-                    Some(Ok((party, r))) => fanout.handle_response(&party, r),
+                    Some(Ok((party, o))) => fanout.handle_outcome(&party, o),
                     Some(Err(_)) => {} // a panicked task leaves its party pending: it times out
                     None => fanout.handle_timeout(deadline.max(Instant::now())),
                 },
@@ -291,9 +315,9 @@ impl Registry {
         // aborted before it could say so.
         for (party, outcome) in &outcomes {
             if matches!(outcome, Outcome::TimedOut)
-                && let Some(conn) = self.connection(party)
+                && let Some(link) = self.connection(party)
             {
-                self.set_unresponsive(party, &conn, true);
+                self.set_unresponsive(party, &link, true);
                 self.metrics
                     .party_failures
                     .with_label_values(&[party.as_str(), "timeout"])

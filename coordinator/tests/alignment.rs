@@ -11,17 +11,17 @@ use ndarray::Array2;
 use proptest::prelude::*;
 use tessera_common::data::FeatureTable;
 use tessera_common::federation::Federation;
+use tessera_common::federation::InMemory;
 use tessera_common::protocol::fanout::Outcome;
 use tessera_common::wire::{self, FrameLimits, Message, PartyId, Request, Response};
 use tessera_coordinator::config::TrainingConfig;
 use tessera_coordinator::train::align::align_federation;
 use tessera_party::config::PartyLimits;
-use tessera_party::local::LocalFederation;
 use tessera_party::service::PartyService;
 
 /// A federation that keeps every frame it carries, encoded as it would go on the wire.
 struct Recording {
-    inner: LocalFederation,
+    inner: InMemory,
     frames: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
@@ -31,19 +31,26 @@ impl Federation for Recording {
         parties: &[PartyId],
         request_for: F,
         timeout: Duration,
+        trace: &[String],
     ) -> impl Future<Output = Vec<(PartyId, Outcome<Response>)>> + Send
     where
         F: Fn(&PartyId) -> Request + Send + Sync,
     {
         let frames = self.frames.clone();
+        let traced: Vec<String> = trace.to_vec();
         let record = move |p: &PartyId| {
             let r = request_for(p);
-            let bytes = wire::encode(&Message::Request(r.clone()), &FrameLimits::default()).unwrap();
+            let m = if traced.is_empty() {
+                Message::Request(r.clone())
+            } else {
+                Message::Traced(wire::Traced::new(&traced, r.clone()))
+            };
+            let bytes = wire::encode(&m, &FrameLimits::default()).unwrap();
             frames.lock().unwrap().push(bytes);
             r
         };
         let frames = self.frames.clone();
-        let fut = self.inner.fanout(parties, record, timeout);
+        let fut = self.inner.fanout(parties, record, timeout, trace);
         async move {
             let out = fut.await;
             for (_, o) in &out {
@@ -82,9 +89,9 @@ async fn check(sets: [Vec<String>; 3], needles: &[String]) {
     let services: Vec<Arc<PartyService>> = (0..3)
         .map(|i| party(names[i], &sets[i], i == 0, dir.path()))
         .collect();
-    let mut inner = LocalFederation::new();
+    let mut inner = InMemory::new();
     for s in &services {
-        inner.add(s.clone());
+        inner.add(s.id().clone(), s.clone());
     }
     let fed = Recording {
         inner,
@@ -173,9 +180,9 @@ async fn training_over_aligned_handles_never_sends_an_id() {
         party("lender", &ids, true, dir.path()),
         party("bank-b", &other, false, dir.path()),
     ];
-    let mut inner = LocalFederation::new();
+    let mut inner = InMemory::new();
     for s in &services {
-        inner.add(s.clone());
+        inner.add(s.id().clone(), s.clone());
     }
     let fed = Recording {
         inner,

@@ -6,7 +6,6 @@
 //! - [`bottom`]: the bottom model (standardisation + MLP) and its files.
 //! - [`reasons`]: the reason dictionary and how attributions become codes.
 //! - [`service`]: the request handler, with no network IO.
-//! - [`local`]: parties in this process as a federation (tests, baselines).
 //! - [`metrics`]: the optional `/metrics` and `/healthz` listener for the bank's monitoring.
 //! - [`run`]: the driver: dials out to the coordinator and serves its requests.
 //!
@@ -17,7 +16,6 @@
 pub mod align;
 pub mod bottom;
 pub mod config;
-pub mod local;
 pub mod metrics;
 pub mod reasons;
 pub mod run;

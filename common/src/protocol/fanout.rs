@@ -1,7 +1,7 @@
 //! Deadline bookkeeping for one request sent to several parties at once.
 //!
 //! A [`Fanout`] is created with the parties asked and a deadline. The driver feeds it each
-//! party's outcome with [`Fanout::handle_response`], and calls [`Fanout::handle_timeout`]
+//! party's outcome with [`Fanout::handle_outcome`], and calls [`Fanout::handle_timeout`]
 //! when the instant from [`Fanout::poll_timeout`] passes. Once [`Fanout::is_complete`], every
 //! party has exactly one [`Outcome`]: an answer, a failure, or a time-out. Nothing here
 //! reads a clock; `now` is an argument.
@@ -16,10 +16,27 @@ use crate::wire::PartyId;
 pub enum Outcome<R> {
     /// The party answered.
     Answered(R),
-    /// The party could not be asked or the exchange failed (not connected, stream reset, bad frame).
-    Failed(String),
+    /// The party could not be asked or the exchange failed.
+    Failed(Failure),
     /// No answer before the deadline.
     TimedOut,
+}
+
+/// Why a request to a party produced no answer, other than its deadline passing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Failure {
+    /// The party has no connection (never connected, or it went away).
+    #[error("not connected")]
+    NotConnected,
+    /// The connection or the request's stream was lost or reset.
+    #[error("connection lost: {0}")]
+    Lost(String),
+    /// The party's answer was not a well-formed frame of the expected kind.
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+    /// The party closed the stream without answering.
+    #[error("closed the stream without answering")]
+    NoAnswer,
 }
 
 /// One request fanned out to several parties, with one deadline for all.
@@ -40,14 +57,11 @@ impl<R> Fanout<R> {
 
     /// Records a party's outcome. Outcomes for parties not asked, or after the party already
     /// has one (a late answer after a time-out), are ignored.
-    pub fn handle_response(&mut self, party: &PartyId, outcome: Result<R, String>) {
+    pub fn handle_outcome(&mut self, party: &PartyId, outcome: Outcome<R>) {
         if let Some(slot) = self.outcomes.get_mut(party)
             && slot.is_none()
         {
-            *slot = Some(match outcome {
-                Ok(r) => Outcome::Answered(r),
-                Err(e) => Outcome::Failed(e),
-            });
+            *slot = Some(outcome);
         }
     }
 
@@ -97,16 +111,16 @@ mod tests {
         let t0 = Instant::now();
         let mut f = Fanout::new(t0, [id("a"), id("b")], Duration::from_secs(1));
         assert_eq!(f.poll_timeout(), Some(t0 + Duration::from_secs(1)));
-        f.handle_response(&id("b"), Ok(2));
+        f.handle_outcome(&id("b"), Outcome::Answered(2));
         assert!(!f.is_complete());
-        f.handle_response(&id("zz"), Ok(9)); // not asked: ignored
-        f.handle_response(&id("a"), Err("reset".into()));
+        f.handle_outcome(&id("zz"), Outcome::Answered(9)); // not asked: ignored
+        f.handle_outcome(&id("a"), Outcome::Failed(Failure::Lost("reset".into())));
         assert!(f.is_complete());
         assert_eq!(f.poll_timeout(), None);
         assert_eq!(
             f.into_outcomes(),
             vec![
-                (id("a"), Outcome::Failed("reset".into())),
+                (id("a"), Outcome::Failed(Failure::Lost("reset".into()))),
                 (id("b"), Outcome::Answered(2))
             ]
         );
@@ -116,12 +130,12 @@ mod tests {
     fn deadline_times_out_pending_parties_only() {
         let t0 = Instant::now();
         let mut f = Fanout::new(t0, [id("a"), id("b")], Duration::from_millis(100));
-        f.handle_response(&id("a"), Ok(1));
+        f.handle_outcome(&id("a"), Outcome::Answered(1));
         f.handle_timeout(t0 + Duration::from_millis(99)); // early: nothing
         assert!(!f.is_complete());
         f.handle_timeout(t0 + Duration::from_millis(100));
         assert!(f.is_complete());
-        f.handle_response(&id("b"), Ok(2)); // late answer ignored
+        f.handle_outcome(&id("b"), Outcome::Answered(2)); // late answer ignored
         assert_eq!(
             f.into_outcomes(),
             vec![(id("a"), Outcome::Answered(1)), (id("b"), Outcome::TimedOut)]
@@ -132,8 +146,8 @@ mod tests {
     fn first_outcome_wins() {
         let t0 = Instant::now();
         let mut f = Fanout::new(t0, [id("a")], Duration::from_secs(1));
-        f.handle_response(&id("a"), Ok(1));
-        f.handle_response(&id("a"), Ok(2));
+        f.handle_outcome(&id("a"), Outcome::Answered(1));
+        f.handle_outcome(&id("a"), Outcome::Answered(2));
         assert_eq!(f.into_outcomes(), vec![(id("a"), Outcome::Answered(1))]);
     }
 }

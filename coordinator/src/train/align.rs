@@ -51,11 +51,7 @@ pub struct Aligned {
 }
 
 fn bad(party: &PartyId, stage: &'static str, message: impl Into<String>) -> TrainError {
-    TrainError::Party {
-        party: party.clone(),
-        stage,
-        message: message.into(),
-    }
+    TrainError::bad(party, stage, message)
 }
 
 /// One list being re-blinded by one party, page by page.
@@ -303,6 +299,7 @@ pub async fn align_federation<F: Federation>(
         fed,
         parties,
         timeout,
+        trace: vec![format!("align:{session:x}")],
     };
     align(&ctx, holder, session).await
 }

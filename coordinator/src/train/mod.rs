@@ -1,48 +1,51 @@
 //! The training driver: aligns customers, splits them, and runs split-NN minibatch training
 //! over the federation, with early stopping on validation AUC.
 //!
-//! Per step: `Forward` to every party (embeddings of the batch) → the top model's forward and
-//! backward pass here → `Backward` to every party with the gradient of its own embedding
-//! columns. The coordinator sees labels (from the label holder) and embeddings, never features.
+//! [`train`] runs the steps in order, each in its own module:
+//! 1. [`population::describe`] and [`population::label_holder`];
+//! 2. [`align`]: private set intersection, row handles;
+//! 3. [`population::split`] (the label holder's split) and [`population::Population`];
+//! 4. [`population::labels`];
+//! 5. [`epochs::init_parties`] (fresh bottom models) and [`epochs::Trainer::new`];
+//! 6. [`epochs::Trainer::run`]: epochs, early stopping, checkpoint/restore, optional Platt;
+//! 7. [`evaluate`]: holdout figures, AUC with each party absent;
+//! 8. `Save` at every party; the manifest.
+//!
+//! Per step of an epoch: `Forward` to every party (embeddings of the batch) → the top model's
+//! forward and backward pass here → `Backward` to every party with the gradient of its own
+//! embedding columns. The coordinator sees labels (from the label holder) and embeddings,
+//! never features.
 
 pub mod align;
+mod ctx;
+pub mod epochs;
+pub mod evaluate;
+pub mod population;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ndarray::Array2;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use tessera_common::model::adam::AdamVectors;
-use tessera_common::model::{Adam, Platt, TopModel, bce_with_logits, metrics};
-use tessera_common::protocol::fanout::Outcome;
-use tessera_common::wire::{
-    BottomSpec, Matrix, PartyId, PartyInfo, Request, Response, SPLIT_HOLDOUT, SPLIT_TRAIN, SPLIT_UNUSED,
-    SPLIT_VALIDATION,
-};
+use tessera_common::federation::Federation;
+use tessera_common::model::{Platt, TopModel};
+use tessera_common::protocol::fanout::Failure;
+use tessera_common::wire::{ErrorCode, PartyId, Request};
 use tracing::info;
 
-use crate::artifact::{FORMAT, Manifest, PartyEntry, TrainingMetrics};
+use crate::artifact::{FORMAT, Manifest, TrainingMetrics};
 use crate::config::TrainingConfig;
-use tessera_common::federation::Federation;
-
-/// Handles per labels request.
-const PAGE: u32 = 50_000;
-/// Rows per evaluation request.
-const EVAL_CHUNK: usize = 8_192;
+pub(crate) use ctx::Ctx;
 
 /// Why training stopped without a model.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// A party did not answer, answered with an error, or answered nonsense.
-    #[error("party {party} during {stage}: {message}")]
+    #[error("party {party} during {stage}: {failure}")]
     Party {
         /// The party.
         party: PartyId,
         /// Which step of training.
         stage: &'static str,
         /// What happened.
-        message: String,
+        failure: PartyFailure,
     },
     /// The federation cannot be trained as configured.
     #[error("{0}")]
@@ -50,6 +53,39 @@ pub enum TrainError {
     /// The model diverged.
     #[error("training diverged: {0}")]
     Diverged(String),
+}
+
+/// What went wrong with one party during training.
+#[derive(Debug, thiserror::Error)]
+pub enum PartyFailure {
+    /// The party answered with an error.
+    #[error("{code:?}: {message}")]
+    Refused {
+        /// Its error code.
+        code: ErrorCode,
+        /// Its message.
+        message: String,
+    },
+    /// The request could not be delivered or answered (not connected, connection lost, ...).
+    #[error(transparent)]
+    Failed(#[from] Failure),
+    /// No answer before the deadline.
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+    /// The answer was not what the step needs.
+    #[error("{0}")]
+    BadAnswer(String),
+}
+
+impl TrainError {
+    /// A party answered something the step cannot use.
+    pub fn bad(party: &PartyId, stage: &'static str, what: impl Into<String>) -> Self {
+        TrainError::Party {
+            party: party.clone(),
+            stage,
+            failure: PartyFailure::BadAnswer(what.into()),
+        }
+    }
 }
 
 /// Progress reported after every epoch.
@@ -89,159 +125,6 @@ pub struct Holdout {
     pub complete: Vec<bool>,
 }
 
-/// The federation, the parties in configured order, and the time-out of one request.
-pub(crate) struct Ctx<'a, F> {
-    fed: &'a F,
-    parties: &'a [PartyId],
-    timeout: Duration,
-}
-
-impl<F: Federation> Ctx<'_, F> {
-    /// Fans out and demands an answer (not an error) from every party.
-    async fn all(
-        &self,
-        stage: &'static str,
-        request_for: impl Fn(&PartyId) -> Request + Send + Sync,
-    ) -> Result<Vec<(PartyId, Response)>, TrainError> {
-        self.some(self.parties, stage, request_for).await
-    }
-
-    /// Fans out to `subset` (configured order kept) and demands an answer from each.
-    async fn some(
-        &self,
-        subset: &[PartyId],
-        stage: &'static str,
-        request_for: impl Fn(&PartyId) -> Request + Send + Sync,
-    ) -> Result<Vec<(PartyId, Response)>, TrainError> {
-        let outcomes = self.fed.fanout(subset, request_for, self.timeout).await;
-        let mut out = Vec::with_capacity(outcomes.len());
-        for (party, o) in outcomes {
-            let fail = |message: String| TrainError::Party {
-                party: party.clone(),
-                stage,
-                message,
-            };
-            match o {
-                Outcome::Answered(Response::Error { code, message }) => {
-                    return Err(fail(format!("{code:?}: {message}")));
-                }
-                Outcome::Answered(r) => out.push((party, r)),
-                Outcome::Failed(e) => return Err(fail(e)),
-                Outcome::TimedOut => return Err(fail(format!("no answer within {:?}", self.timeout))),
-            }
-        }
-        // Back into the configured party order.
-        let mut ordered = Vec::with_capacity(out.len());
-        for p in subset {
-            if let Some(i) = out.iter().position(|(q, _)| q == p) {
-                ordered.push(out.swap_remove(i));
-            }
-        }
-        Ok(ordered)
-    }
-
-    async fn one(
-        &self,
-        party: &PartyId,
-        stage: &'static str,
-        request: Request,
-    ) -> Result<Response, TrainError> {
-        let single = Ctx {
-            fed: self.fed,
-            parties: std::slice::from_ref(party),
-            timeout: self.timeout,
-        };
-        let mut r = single.all(stage, |_| request.clone()).await?;
-        r.pop()
-            .map(|(_, r)| r)
-            .ok_or_else(|| TrainError::Setup("empty fan-out".into()))
-    }
-
-    /// Embeddings of `ids` from every party (party order) and which party knows which row.
-    async fn embeddings(
-        &self,
-        stage: &'static str,
-        session: u64,
-        step: u64,
-        ids: &[u64],
-        train: bool,
-        dims: &[usize],
-    ) -> Result<(Vec<Array2<f64>>, Vec<Vec<bool>>), TrainError> {
-        let answers = self
-            .all(stage, |_| Request::Forward {
-                session,
-                step,
-                rows: ids.to_vec(),
-                train,
-            })
-            .await?;
-        let mut parts = Vec::with_capacity(dims.len());
-        let mut known_all = Vec::with_capacity(dims.len());
-        for ((party, r), &d) in answers.into_iter().zip(dims) {
-            let bad = |m: &str| TrainError::Party {
-                party: party.clone(),
-                stage,
-                message: m.to_string(),
-            };
-            let Response::Embeddings { matrix, known } = r else {
-                return Err(bad("expected embeddings"));
-            };
-            if !matrix.is_well_formed()
-                || matrix.rows as usize != ids.len()
-                || matrix.cols as usize != d
-                || known.len() != ids.len()
-            {
-                return Err(bad("embedding matrix has the wrong shape or non-finite values"));
-            }
-            let m = Array2::from_shape_vec(
-                (ids.len(), d),
-                matrix.data.iter().map(|&v| f64::from(v)).collect(),
-            )
-            .map_err(|_| bad("embedding shape"))?;
-            parts.push(m);
-            known_all.push(known);
-        }
-        Ok((parts, known_all))
-    }
-
-    /// Calibrated probabilities for `ids`; with `absent = Some(p)`, as if party `p` were missing.
-    async fn predict(
-        &self,
-        top: &TopModel,
-        session: u64,
-        ids: &[u64],
-        absent: Option<usize>,
-    ) -> Result<Vec<f64>, TrainError> {
-        let logits = self.logits(top, session, ids, absent).await?;
-        Ok(logits
-            .into_iter()
-            .map(|z| top.calibration.probability(z))
-            .collect())
-    }
-
-    /// Raw logits for `ids`; with `absent = Some(p)`, as if party `p` were missing.
-    async fn logits(
-        &self,
-        top: &TopModel,
-        session: u64,
-        ids: &[u64],
-        absent: Option<usize>,
-    ) -> Result<Vec<f64>, TrainError> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(EVAL_CHUNK) {
-            let (parts, mut present) = self
-                .embeddings("evaluation", session, 0, chunk, false, &top.dims)
-                .await?;
-            if let Some(p) = absent {
-                present[p].iter_mut().for_each(|v| *v = false);
-            }
-            let x = top.input(&parts, &present);
-            out.extend(top.logits(x.view()));
-        }
-        Ok(out)
-    }
-}
-
 /// Trains a model over `parties` (in the order their embeddings enter the top model).
 ///
 /// The label holder's customers are the training population; a customer unknown to another
@@ -263,318 +146,53 @@ pub async fn train<F: Federation>(
         fed,
         parties,
         timeout,
+        trace: vec![format!("train:{model_id}")],
     };
-
     // 1. Who holds what.
-    let infos: Vec<PartyInfo> = ctx
-        .all("describe", |_| Request::Describe)
-        .await?
-        .into_iter()
-        .map(|(p, r)| match r {
-            Response::Info(i) if i.party_id == p => Ok(i),
-            _ => Err(TrainError::Party {
-                party: p,
-                stage: "describe",
-                message: "bad answer".into(),
-            }),
-        })
-        .collect::<Result<_, _>>()?;
-    let holders: Vec<&PartyInfo> = infos.iter().filter(|i| i.has_labels).collect();
-    let label_holder = match holders.as_slice() {
-        [one] => one.party_id.clone(),
-        [] => return Err(TrainError::Setup("no party holds labels".into())),
-        _ => return Err(TrainError::Setup("more than one party holds labels".into())),
-    };
+    let infos = population::describe(&ctx).await?;
+    let label_holder = population::label_holder(&infos)?;
     let holder_idx = parties.iter().position(|p| *p == label_holder).unwrap_or(0);
-
     // 2. Align customers by private set intersection: the label holder's customers, each
     //    named by an opaque handle, and which party holds which.
     let session: u64 = rand::random();
     let aligned = align::align(&ctx, holder_idx, session).await?;
-    // 3. The label holder splits its customers (in its own file order, so the holdout is
-    //    the same customers in every run), stratified by label and by whether every party
-    //    knows the customer.
-    let n = aligned.n;
-    let mut bitmap = vec![0u8; n.div_ceil(8)];
-    for h in 0..n {
-        if aligned.membership.iter().all(|m| m[h]) {
-            bitmap[h / 8] |= 1 << (h % 8);
-        }
-    }
-    let tags = match ctx
-        .one(
-            &label_holder,
-            "split",
-            Request::Split {
-                session,
-                complete: bitmap,
-                holdout_fraction: cfg.holdout_fraction,
-                validation_fraction: cfg.validation_fraction,
-                seed: cfg.split_seed,
-                max_rows: cfg.max_rows.map(|m| m as u64),
-            },
-        )
-        .await?
-    {
-        Response::Split { tags } if tags.len() == n && tags.iter().all(|&t| t <= SPLIT_UNUSED) => tags,
-        _ => {
-            return Err(TrainError::Party {
-                party: label_holder.clone(),
-                stage: "split",
-                message: "bad answer".into(),
-            });
-        }
-    };
-    let customers: Vec<u64> = (0..n as u64)
-        .filter(|&h| tags[h as usize] != SPLIT_UNUSED)
-        .collect();
-    // membership[p][i]: party p knows customer i.
-    let membership: Vec<Vec<bool>> = aligned
-        .membership
-        .iter()
-        .map(|m| customers.iter().map(|&h| m[h as usize]).collect())
-        .collect();
-    let complete: Vec<bool> = (0..customers.len())
-        .map(|i| membership.iter().all(|m| m[i]))
-        .collect();
-    let n_complete = complete.iter().filter(|&&c| c).count();
+    // 3. The label holder's split, and the customers it keeps.
+    let tags = population::split(&ctx, &label_holder, session, &aligned, cfg).await?;
+    let pop = population::Population::new(&tags, &aligned.membership)?;
     info!(
-        customers = customers.len(),
-        in_every_party = n_complete,
+        customers = pop.customers.len(),
+        in_every_party = pop.n_complete(),
         parties = parties.len(),
         "customers aligned"
     );
-
     // 4. Labels.
-    let mut labels = Vec::with_capacity(customers.len());
-    for chunk in customers.chunks(PAGE as usize) {
-        let r = ctx
-            .one(
-                &label_holder,
-                "labels",
-                Request::Labels {
-                    session,
-                    handles: chunk.to_vec(),
-                },
-            )
-            .await?;
-        match r {
-            Response::Labels { labels: l } if l.len() == chunk.len() && l.iter().all(|&v| v <= 1) => {
-                labels.extend(l)
-            }
-            _ => {
-                return Err(TrainError::Party {
-                    party: label_holder.clone(),
-                    stage: "labels",
-                    message: "bad answer".into(),
-                });
-            }
-        }
-    }
-    let positives = labels.iter().filter(|&&l| l == 1).count();
-    if positives < 10 || labels.len() - positives < 10 {
-        return Err(TrainError::Setup(format!(
-            "too few customers of each class to train ({} customers, {positives} positive)",
-            labels.len()
-        )));
-    }
-
-    let with_tag = |t: u8| -> Vec<usize> {
-        (0..customers.len())
-            .filter(|&i| tags[customers[i] as usize] == t)
-            .collect()
-    };
-    let (train_idx, val_idx, holdout) = (
-        with_tag(SPLIT_TRAIN),
-        with_tag(SPLIT_VALIDATION),
-        with_tag(SPLIT_HOLDOUT),
-    );
-    if train_idx.is_empty() || val_idx.is_empty() || holdout.is_empty() {
-        return Err(TrainError::Setup(
-            "the split left the training, validation or holdout set empty".into(),
-        ));
-    }
-    let ids_of = |idx: &[usize]| idx.iter().map(|&i| customers[i]).collect::<Vec<_>>();
-    let labels_of = |idx: &[usize]| idx.iter().map(|&i| labels[i]).collect::<Vec<_>>();
-    let (train_ids, val_ids, hold_ids) = (ids_of(&train_idx), ids_of(&val_idx), ids_of(&holdout));
-    let (val_labels, hold_labels) = (labels_of(&val_idx), labels_of(&holdout));
-
-    // 5. Fresh bottom models, encodings fitted on training customers only.
-    let answers = ctx
-        .all("train init", |p| Request::TrainInit {
-            session,
-            spec: BottomSpec {
-                hidden: cfg.bottom_hidden.clone(),
-                emb_dim: cfg.emb_dim,
-                learning_rate: cfg.learning_rate,
-                weight_decay: cfg.weight_decay,
-                seed: cfg
-                    .seed
-                    .wrapping_add(1 + parties.iter().position(|q| q == p).unwrap_or(0) as u64),
-            },
-            fit: train_ids.clone(),
-        })
-        .await?;
-    let mut entries = Vec::with_capacity(parties.len());
-    for (p, r) in answers {
-        match r {
-            Response::Model {
-                n_features, emb_dim, ..
-            } if emb_dim == cfg.emb_dim => entries.push(PartyEntry {
-                party_id: p,
-                n_features,
-                emb_dim,
-            }),
-            _ => {
-                return Err(TrainError::Party {
-                    party: p,
-                    stage: "train init",
-                    message: "bad answer".into(),
-                });
-            }
-        }
-    }
+    let labels = population::labels(&ctx, &label_holder, session, &pop.customers).await?;
+    // 5. Fresh bottom models, encodings fitted on training customers only; a fresh top model.
+    let entries = epochs::init_parties(&ctx, session, cfg, &pop.handles(&pop.train)).await?;
     let dims: Vec<usize> = entries.iter().map(|e| e.emb_dim as usize).collect();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut top = TopModel::new(&dims, &cfg.top_hidden, &mut rng);
-    top.dropout = cfg.top_dropout;
-    let mut adam = Adam::new(
-        &top.mlp,
-        f64::from(cfg.learning_rate),
-        f64::from(cfg.weight_decay),
-    );
-    let mut adam_absent = AdamVectors::new(&top.absent);
-
-    // 6. Epochs with early stopping.
-    let mut order: Vec<usize> = (0..train_ids.len()).collect();
-    let mut best = (f64::NEG_INFINITY, 0usize, top.clone());
-    let mut step = 0u64;
-    let mut epochs_run = 0;
-    let mut lr = cfg.learning_rate;
-    for epoch in 1..=cfg.epochs {
-        let t0 = Instant::now();
-        order.shuffle(&mut rng);
-        let mut loss_sum = 0.0;
-        let mut batches = 0usize;
-        for batch in order.chunks(cfg.batch_size) {
-            step += 1;
-            let ids: Vec<u64> = batch.iter().map(|&i| train_ids[i]).collect();
-            let y: Vec<f64> = batch.iter().map(|&i| f64::from(labels[train_idx[i]])).collect();
-            let (parts, mut present) = ctx
-                .embeddings("forward", session, step, &ids, true, &dims)
-                .await?;
-            // Party dropout: hide a present party for a row, keeping at least one party.
-            if cfg.party_dropout > 0.0 && parties.len() > 1 {
-                // Indexes rows across several parties' masks at once.
-                #[allow(clippy::needless_range_loop)]
-                for r in 0..ids.len() {
-                    for p in 0..parties.len() {
-                        if present[p][r] && rng.r#gen::<f64>() < cfg.party_dropout {
-                            let others = (0..parties.len()).filter(|&q| q != p && present[q][r]).count();
-                            if others > 0 {
-                                present[p][r] = false;
-                            }
-                        }
-                    }
-                }
-            }
-            let x = top.input(&parts, &present);
-            let (logits, cache) = top.forward_train_dropout(x.view(), &mut rng);
-            let (loss, grad) = bce_with_logits(&logits, &y);
-            if !loss.is_finite() {
-                return Err(TrainError::Diverged(format!("loss is {loss} at epoch {epoch}")));
-            }
-            loss_sum += loss;
-            batches += 1;
-            let grads = top.backward(&cache, &grad, &present);
-            adam.lr = f64::from(lr);
-            adam.step(&mut top.mlp, &grads.mlp);
-            adam_absent.step(&mut top.absent, &grads.absent, f64::from(lr));
-            let slices: BTreeMap<PartyId, Matrix> = parties
-                .iter()
-                .zip(&grads.parties)
-                .map(|(p, g)| {
-                    let data: Vec<f32> = g.iter().map(|&v| v as f32).collect();
-                    (
-                        p.clone(),
-                        Matrix {
-                            rows: g.nrows() as u32,
-                            cols: g.ncols() as u32,
-                            data,
-                        },
-                    )
-                })
-                .collect();
-            ctx.all("backward", |p| {
-                let grad = slices.get(p).cloned().unwrap_or(Matrix {
-                    rows: 0,
-                    cols: 0,
-                    data: vec![],
-                });
-                Request::Backward {
-                    session,
-                    step,
-                    grad,
-                    learning_rate: lr,
-                }
-            })
-            .await?;
-        }
-        epochs_run = epoch;
-        let val_scores = ctx.predict(&top, session, &val_ids, None).await?;
-        let val_auc = metrics::auc(&val_scores, &val_labels).unwrap_or(0.5);
-        let report = EpochReport {
-            epoch,
-            epochs: cfg.epochs,
-            train_loss: loss_sum / batches.max(1) as f64,
-            validation_auc: val_auc,
-            seconds: t0.elapsed().as_secs_f64(),
-        };
-        on_epoch(&report);
-        if val_auc > best.0 {
-            best = (val_auc, epoch, top.clone());
-            ctx.all("checkpoint", |_| Request::Checkpoint { session }).await?;
-        } else if epoch - best.1 >= cfg.patience {
-            break;
-        }
-        lr *= cfg.lr_decay;
-    }
-    let (validation_auc, best_epoch, best_top) = best;
-    top = best_top;
+    let trainer = epochs::Trainer::new(&dims, cfg);
+    // 6. Epochs with early stopping, then back to the best weights everywhere.
+    let (best, epochs_run) = trainer
+        .run(&ctx, session, cfg, &pop, &labels, &mut on_epoch)
+        .await?;
+    let mut top = best.top;
     ctx.all("restore", |_| Request::Restore { session }).await?;
     if cfg.calibrate {
-        let val_logits = ctx.logits(&top, session, &val_ids, None).await?;
+        let val_labels: Vec<u8> = pop.validation.iter().map(|&i| labels[i]).collect();
+        let val_logits = ctx
+            .logits(&top, session, &pop.handles(&pop.validation), None)
+            .await?;
         top.calibration = Platt::fit(&val_logits, &val_labels);
     }
-
     // 7. Final figures on the holdout.
-    let hold_probs = ctx.predict(&top, session, &hold_ids, None).await?;
-    let hold_complete: Vec<bool> = holdout.iter().map(|&i| complete[i]).collect();
-    let subset = |want: bool| -> (Vec<f64>, Vec<u8>) {
-        hold_probs
-            .iter()
-            .zip(&hold_labels)
-            .zip(&hold_complete)
-            .filter(|(_, c)| **c == want)
-            .map(|((p, l), _)| (*p, *l))
-            .unzip()
+    let hold_ids = pop.handles(&pop.holdout);
+    let holdout = Holdout {
+        probs: ctx.predict(&top, session, &hold_ids, None).await?,
+        labels: pop.holdout.iter().map(|&i| labels[i]).collect(),
+        complete: pop.holdout.iter().map(|&i| pop.complete[i]).collect(),
     };
-    let (pc, lc) = subset(true);
-    let (pp, lp) = subset(false);
-    let mut absent_auc = BTreeMap::new();
-    if parties.len() > 1 {
-        for (p, party) in parties.iter().enumerate() {
-            let probs = ctx.predict(&top, session, &hold_ids, Some(p)).await?;
-            absent_auc.insert(
-                party.to_string(),
-                metrics::auc(&probs, &hold_labels).unwrap_or(0.5),
-            );
-        }
-    }
-    let holdout_auc = metrics::auc(&hold_probs, &hold_labels).unwrap_or(0.5);
-    let holdout_ks = metrics::ks(&hold_probs, &hold_labels).unwrap_or(0.0);
-    let holdout_ece = metrics::ece(&hold_probs, &hold_labels, 10).unwrap_or(1.0);
-
+    let absent = evaluate::auc_party_absent(&ctx, &top, session, &hold_ids, &holdout.labels).await?;
+    let f = evaluate::figures(&holdout);
     // 8. Parties save their bottom models; the caller saves the top model and manifest.
     ctx.all("save", |_| Request::Save {
         session,
@@ -592,21 +210,21 @@ pub async fn train<F: Federation>(
         label_holder: label_holder.clone(),
         top_layers: top.mlp.layers.iter().map(|l| l.w.nrows()).chain([1]).collect(),
         metrics: TrainingMetrics {
-            holdout_auc,
-            holdout_ks,
-            holdout_ece,
-            holdout_auc_complete: metrics::auc(&pc, &lc),
-            holdout_auc_partial: metrics::auc(&pp, &lp),
-            holdout_auc_party_absent: absent_auc,
-            validation_auc,
-            customers: customers.len(),
-            customers_in_every_party: n_complete,
-            train_rows: train_ids.len(),
-            validation_rows: val_ids.len(),
+            holdout_auc: f.auc,
+            holdout_ks: f.ks,
+            holdout_ece: f.ece,
+            holdout_auc_complete: f.auc_complete,
+            holdout_auc_partial: f.auc_partial,
+            holdout_auc_party_absent: absent,
+            validation_auc: best.auc,
+            customers: pop.customers.len(),
+            customers_in_every_party: pop.n_complete(),
+            train_rows: pop.train.len(),
+            validation_rows: pop.validation.len(),
             holdout_rows: hold_ids.len(),
-            holdout_rows_partial: pp.len(),
+            holdout_rows_partial: f.rows_partial,
             epochs_run,
-            best_epoch,
+            best_epoch: best.epoch,
             training_seconds: started.elapsed().as_secs_f64(),
             alignment_seconds: aligned.seconds,
             shared_with_label_holder: parties
@@ -620,10 +238,6 @@ pub async fn train<F: Federation>(
     Ok(Trained {
         manifest,
         top,
-        holdout: Holdout {
-            probs: hold_probs,
-            labels: hold_labels,
-            complete: hold_complete,
-        },
+        holdout,
     })
 }

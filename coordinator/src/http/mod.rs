@@ -1,0 +1,141 @@
+//! The HTTP API: scoring (one customer or a batch), recorded decisions, the model, health,
+//! readiness, metrics, and the OpenAPI 3.1 description (`/openapi.json`, `/docs`).
+//!
+//! Every error is JSON: `{"error": {"code", "message", "request_id"}}` with a stable `code`.
+//! Every answer carries an `x-request-id` header, set in one place ([`request_context`]),
+//! which also opens the span that covers the whole request, scoring included.
+//!
+//! Layout: [`types`] (JSON bodies), [`error`] (JSON errors and their codes), `score` (the
+//! scoring routes), `ops` (decisions, model, health, metrics, OpenAPI).
+
+pub mod error;
+mod ops;
+mod score;
+pub mod types;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tokio::sync::Semaphore;
+use tracing::{Instrument, info_span};
+use utoipa::OpenApi;
+
+use crate::audit::{Audit, Decision};
+use crate::config::{HttpSettings, ScoringSettings};
+use crate::metrics::Metrics;
+use crate::serving::Serving;
+use ops::*;
+use score::*;
+use types::*;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The active model and parties.
+    pub serving: Arc<Serving>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Caps concurrent scoring requests.
+    pub scoring_slots: Arc<Semaphore>,
+    /// Our own certificate (kept current by the TLS reloader), for the expiry metric.
+    pub own_cert: Arc<std::sync::RwLock<Option<tessera_common::transport::CertInfo>>>,
+    /// The audit log, if enabled.
+    pub audit: Option<Audit>,
+    /// Scoring limits (batch size).
+    pub scoring: ScoringSettings,
+}
+
+/// The id of the request being answered, set by [`request_context`] for every request.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The OpenAPI description of this API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tessera coordinator API",
+        description = "Real-time vertical federated credit scoring: calibrated probability of default, 300–850 score, band, 90% interval and reason codes. Every error is `{\"error\": {\"code\", \"message\", \"request_id\"}}`.",
+        license(name = "Apache-2.0")
+    ),
+    paths(score, score_batch, decision, model, healthz, readyz, metrics),
+    components(schemas(
+        ScoreRequest,
+        BatchRequest,
+        ScoreResponse,
+        BatchResponse,
+        BatchItem,
+        ErrorBody,
+        ErrorDetail,
+        PartyOut,
+        ReasonOut,
+        IntervalOut,
+        Decision,
+        Health
+    ))
+)]
+pub struct ApiDoc;
+
+/// Builds the router.
+pub fn router(state: AppState, http: &HttpSettings) -> Router {
+    Router::new()
+        .route("/v1/score", post(score))
+        .route("/v1/score/batch", post(score_batch))
+        .route("/v1/decisions/{request_id}", get(decision))
+        .route("/v1/model", get(model))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/docs", get(docs))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(http.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn(request_context))
+        .with_state(state)
+}
+
+/// Gives each request its id (in the request's extensions and the `x-request-id` header of
+/// the answer) and a span carrying it around everything the request does on this task.
+async fn request_context(mut req: Request, next: Next) -> Response {
+    let id = new_request_id();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = info_span!("http", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let mut response = next.run(req).instrument(span).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_string());
+    let route = route.unwrap_or_else(|| "unmatched".to_string());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    state
+        .metrics
+        .http_requests
+        .with_label_values(&[&route, &status])
+        .inc();
+    state
+        .metrics
+        .http_latency
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,201 @@
+//! The scoring routes: one customer, and a batch.
+
+use std::time::Instant;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tessera_common::data::validate_id;
+use tracing::{debug, warn};
+
+use super::error::{ApiError, item_error, read_body, score_error, scoring_slot, unscored_outcome};
+use super::types::*;
+use super::{AppState, RequestId, new_request_id};
+use crate::audit::Decision;
+
+/// Records a decision in the audit log (if enabled) and counts its outcome.
+fn record(state: &AppState, r: &ScoreResponse, started: Instant) {
+    let outcome = if r.degraded { "degraded" } else { "ok" };
+    state.metrics.scores.with_label_values(&[outcome]).inc();
+    let Some(audit) = &state.audit else { return };
+    let (customer, customer_hashed) = audit.customer_ref(&r.customer_id);
+    audit.record(Decision {
+        request_id: r.request_id.clone(),
+        decided_at: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        customer,
+        customer_hashed,
+        model_version: r.model_version.clone(),
+        probability_of_default: r.probability_of_default,
+        score: r.score,
+        band: r.band.clone(),
+        reason_codes: r.reason_codes.iter().map(|c| c.code.clone()).collect(),
+        degraded: r.degraded,
+        missing_parties: r.missing_parties.clone(),
+        latency_ms: started.elapsed().as_secs_f64() * 1e3,
+    });
+}
+
+/// Scores one customer.
+#[utoipa::path(
+    post,
+    path = "/v1/score",
+    request_body = ScoreRequest,
+    responses(
+        (status = 200, description = "Scored (possibly degraded: see `degraded`)", body = ScoreResponse),
+        (status = 400, description = "Malformed body or customer id (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "No party knows the customer (`customer_not_found`)", body = ErrorBody),
+        (status = 413, description = "Body too large (`payload_too_large`)", body = ErrorBody),
+        (status = 502, description = "A party answered with something malformed (`bad_party_answer`)", body = ErrorBody),
+        (status = 503, description = "No model (`model_not_loaded`), too few parties (`parties_unavailable`) or too busy (`overloaded`)", body = ErrorBody)
+    ),
+    tag = "scoring"
+)]
+pub(super) async fn score(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let req: ScoreRequest = read_body(body, "{\"customer_id\": \"...\"}", &request_id)?;
+    validate_id(&req.customer_id)
+        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m, &request_id))?;
+    let _slot = scoring_slot(&state, &request_id)?;
+    match state.serving.score(&req.customer_id, &request_id).await {
+        Ok(s) => {
+            let body = response_of(req.customer_id, s, request_id.clone());
+            record(&state, &body, started);
+            Ok((StatusCode::OK, axum::Json(body)).into_response())
+        }
+        Err(e) => {
+            let (status, code) = score_error(&e);
+            if status.is_server_error() {
+                warn!(request_id = %request_id, error = %e, "scoring failed");
+            } else {
+                debug!(request_id = %request_id, error = %e, "customer not scored");
+            }
+            state
+                .metrics
+                .scores
+                .with_label_values(&[unscored_outcome(status)])
+                .inc();
+            let mut err = ApiError::new(status, code, e.to_string(), &request_id);
+            err.parties = party_out(e.parties());
+            Err(err)
+        }
+    }
+}
+
+/// Scores a batch of customers, fanned out to the parties as batches.
+#[utoipa::path(
+    post,
+    path = "/v1/score/batch",
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "One item per customer: a score or that customer's error", body = BatchResponse),
+        (status = 400, description = "Malformed body (`bad_request`)", body = ErrorBody),
+        (status = 413, description = "Body too large or more than `scoring.max_batch` ids (`payload_too_large`)", body = ErrorBody),
+        (status = 502, description = "A party answered with something malformed (`bad_party_answer`)", body = ErrorBody),
+        (status = 503, description = "No model (`model_not_loaded`) or too busy (`overloaded`)", body = ErrorBody)
+    ),
+    tag = "scoring"
+)]
+pub(super) async fn score_batch(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let req: BatchRequest = read_body(body, "{\"customer_ids\": [\"...\"]}", &request_id)?;
+    if req.customer_ids.len() > state.scoring.max_batch {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "{} ids exceed the batch limit of {}",
+                req.customer_ids.len(),
+                state.scoring.max_batch
+            ),
+            &request_id,
+        ));
+    }
+    let _slot = scoring_slot(&state, &request_id)?;
+    // Invalid ids are answered per item; valid ones are scored together.
+    let valid: Vec<String> = req
+        .customer_ids
+        .iter()
+        .filter(|id| validate_id(id).is_ok())
+        .cloned()
+        .collect();
+    let scored = if valid.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .serving
+            .score_many(&valid, std::slice::from_ref(&request_id))
+            .await
+            .map_err(|e| {
+                let (status, code) = score_error(&e);
+                ApiError::new(status, code, e.to_string(), &request_id)
+            })?
+    };
+    let mut scored = scored.into_iter();
+    let mut results = Vec::with_capacity(req.customer_ids.len());
+    for id in req.customer_ids {
+        if let Err(m) = validate_id(&id) {
+            results.push(BatchItem {
+                customer_id: id,
+                result: None,
+                error: Some(ErrorDetail {
+                    code: "bad_request".into(),
+                    message: m,
+                    request_id: request_id.clone(),
+                }),
+            });
+            continue;
+        }
+        let item = match scored.next() {
+            Some(Ok(s)) => {
+                let r = response_of(id.clone(), s, new_request_id());
+                record(&state, &r, started);
+                BatchItem {
+                    customer_id: id,
+                    result: Some(r),
+                    error: None,
+                }
+            }
+            Some(Err(e)) => {
+                let (status, code) = item_error(&e);
+                state
+                    .metrics
+                    .scores
+                    .with_label_values(&[unscored_outcome(status)])
+                    .inc();
+                BatchItem {
+                    customer_id: id,
+                    result: None,
+                    error: Some(ErrorDetail {
+                        code: code.into(),
+                        message: e.to_string(),
+                        request_id: request_id.clone(),
+                    }),
+                }
+            }
+            None => BatchItem {
+                customer_id: id,
+                result: None,
+                error: Some(ErrorDetail {
+                    code: "parties_unavailable".into(),
+                    message: "not scored".into(),
+                    request_id: request_id.clone(),
+                }),
+            },
+        };
+        results.push(item);
+    }
+    Ok((StatusCode::OK, axum::Json(BatchResponse { request_id, results })).into_response())
+}

@@ -257,48 +257,7 @@ fn main() -> Result<()> {
             dns,
             parties,
             owner,
-        } => {
-            let p = PkiDir::new(&ca);
-            if p.federation().is_ok() {
-                println!("PKI in {} kept", ca.display());
-            } else {
-                let opts = InitOptions {
-                    federation: federation.clone(),
-                    key_type: KeyType::default(),
-                    root_days: pki::DEFAULT_ROOT_DAYS,
-                    intermediate_days: pki::DEFAULT_INTERMEDIATE_DAYS,
-                    force: false,
-                };
-                pki::init(&p, &opts).with_context(|| format!("initialising PKI in {}", ca.display()))?;
-                println!("PKI for federation {federation:?} created in {}", ca.display());
-            }
-            let federation = p.federation().context("reading the PKI")?;
-            let mut wanted = vec![(tessera_certs::Identity::Coordinator, coordinator)];
-            for spec in parties {
-                let (id, dir) = spec
-                    .split_once('=')
-                    .with_context(|| format!("--party {spec:?}: expected ID=DIR"))?;
-                let id = tessera_certs::PartyId::new(id).with_context(|| format!("--party {spec:?}"))?;
-                wanted.push((tessera_certs::Identity::Party(id), PathBuf::from(dir)));
-            }
-            for (identity, out) in wanted {
-                if out.join(leaf::LEAF_CERT).exists() {
-                    println!("{} kept", out.display());
-                    continue;
-                }
-                let mut req = leaf::LeafRequest::new(&federation, identity.clone());
-                if identity == tessera_certs::Identity::Coordinator {
-                    req.dns_names.extend(dns.iter().cloned());
-                }
-                leaf::issue(&p, &req, &out, false)
-                    .with_context(|| format!("issuing into {}", out.display()))?;
-                if let Some(o) = owner {
-                    tessera_certs::chown_tree(&out, o)
-                        .with_context(|| format!("handing {} over", out.display()))?;
-                }
-                println!("issued {} into {}", identity.uri(&federation), out.display());
-            }
-        }
+        } => bootstrap(ca, federation, coordinator, dns, parties, owner)?,
         Cmd::Init {
             out,
             federation,
@@ -306,30 +265,7 @@ fn main() -> Result<()> {
             root_days,
             intermediate_days,
             force,
-        } => {
-            let p = PkiDir::new(&out);
-            let opts = InitOptions {
-                federation: federation.clone(),
-                key_type,
-                root_days,
-                intermediate_days,
-                force,
-            };
-            pki::init(&p, &opts).with_context(|| format!("initialising PKI in {}", out.display()))?;
-            println!(
-                "federation {federation:?}: root and intermediate CA in {}",
-                out.display()
-            );
-            println!(
-                "distribute {} (trust anchor) and {} (CRL)",
-                p.trust_anchor().display(),
-                p.crl().display()
-            );
-            println!(
-                "move {} off this machine: issuing needs only the intermediate",
-                p.root_key().display()
-            );
-        }
+        } => init(out, federation, key_type, root_days, intermediate_days, force)?,
         Cmd::Issue {
             ca,
             out,
@@ -413,25 +349,7 @@ fn main() -> Result<()> {
             days,
             key_type,
             revoke_old,
-        } => {
-            let p = PkiDir::new(&ca);
-            let (old, new) = leaf::rotate(&p, &dir, days, key_type)
-                .with_context(|| format!("rotating {}", dir.display()))?;
-            println!(
-                "rotated {}: serial {} -> {}",
-                dir.display(),
-                old.serial,
-                new.serial
-            );
-            if revoke_old {
-                crl::revoke(&p, &old.serial, Reason::Superseded, Some(old.subject))?;
-                println!(
-                    "old certificate revoked (superseded); new CRL at {}",
-                    p.crl().display()
-                );
-            }
-            println!("{new}");
-        }
+        } => rotate(ca, dir, days, key_type, revoke_old)?,
         Cmd::Inspect { cert } => println!("{}", CertInfo::from_file(&cert)?),
         Cmd::Verify {
             cert,
@@ -451,5 +369,111 @@ fn main() -> Result<()> {
             print!("{}", k8s::secret_manifest(&dir, &name, &namespace)?)
         }
     }
+    Ok(())
+}
+
+/// `bootstrap`: the PKI (kept if present) and every certificate not yet issued.
+fn bootstrap(
+    ca: PathBuf,
+    federation: String,
+    coordinator: PathBuf,
+    dns: Vec<String>,
+    parties: Vec<String>,
+    owner: Option<tessera_certs::Owner>,
+) -> Result<()> {
+    let p = PkiDir::new(&ca);
+    if p.federation().is_ok() {
+        println!("PKI in {} kept", ca.display());
+    } else {
+        let opts = InitOptions {
+            federation: federation.clone(),
+            key_type: KeyType::default(),
+            root_days: pki::DEFAULT_ROOT_DAYS,
+            intermediate_days: pki::DEFAULT_INTERMEDIATE_DAYS,
+            force: false,
+        };
+        pki::init(&p, &opts).with_context(|| format!("initialising PKI in {}", ca.display()))?;
+        println!("PKI for federation {federation:?} created in {}", ca.display());
+    }
+    let federation = p.federation().context("reading the PKI")?;
+    let mut wanted = vec![(tessera_certs::Identity::Coordinator, coordinator)];
+    for spec in parties {
+        let (id, dir) = spec
+            .split_once('=')
+            .with_context(|| format!("--party {spec:?}: expected ID=DIR"))?;
+        let id = tessera_certs::PartyId::new(id).with_context(|| format!("--party {spec:?}"))?;
+        wanted.push((tessera_certs::Identity::Party(id), PathBuf::from(dir)));
+    }
+    for (identity, out) in wanted {
+        if out.join(leaf::LEAF_CERT).exists() {
+            println!("{} kept", out.display());
+            continue;
+        }
+        let mut req = leaf::LeafRequest::new(&federation, identity.clone());
+        if identity == tessera_certs::Identity::Coordinator {
+            req.dns_names.extend(dns.iter().cloned());
+        }
+        leaf::issue(&p, &req, &out, false).with_context(|| format!("issuing into {}", out.display()))?;
+        if let Some(o) = owner {
+            tessera_certs::chown_tree(&out, o).with_context(|| format!("handing {} over", out.display()))?;
+        }
+        println!("issued {} into {}", identity.uri(&federation), out.display());
+    }
+    Ok(())
+}
+
+/// `init`: a new root and intermediate CA.
+fn init(
+    out: PathBuf,
+    federation: String,
+    key_type: KeyType,
+    root_days: u32,
+    intermediate_days: u32,
+    force: bool,
+) -> Result<()> {
+    let p = PkiDir::new(&out);
+    let opts = InitOptions {
+        federation: federation.clone(),
+        key_type,
+        root_days,
+        intermediate_days,
+        force,
+    };
+    pki::init(&p, &opts).with_context(|| format!("initialising PKI in {}", out.display()))?;
+    println!(
+        "federation {federation:?}: root and intermediate CA in {}",
+        out.display()
+    );
+    println!(
+        "distribute {} (trust anchor) and {} (CRL)",
+        p.trust_anchor().display(),
+        p.crl().display()
+    );
+    println!(
+        "move {} off this machine: issuing needs only the intermediate",
+        p.root_key().display()
+    );
+    Ok(())
+}
+
+/// `rotate`: a new key and certificate for a holder, optionally revoking the old one.
+fn rotate(ca: PathBuf, dir: PathBuf, days: u32, key_type: KeyType, revoke_old: bool) -> Result<()> {
+    let p = PkiDir::new(&ca);
+    let (old, new) =
+        leaf::rotate(&p, &dir, days, key_type).with_context(|| format!("rotating {}", dir.display()))?;
+    println!(
+        "rotated {}: serial {} -> {}",
+        dir.display(),
+        old.serial,
+        new.serial
+    );
+    if revoke_old {
+        crl::revoke(&p, &old.serial, Reason::Superseded, Some(old.subject))?;
+        println!(
+            "old certificate revoked (superseded); new CRL at {}",
+            p.crl().display()
+        );
+    }
+    println!("{new}");
     Ok(())
 }

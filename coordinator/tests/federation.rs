@@ -397,17 +397,12 @@ async fn min_parties_turns_a_missing_party_into_503() {
     c.shutdown().await;
 }
 
-/// Partial overlap (the shared `default_credit_partial` data): customers the host does not know
-/// are trained and scored with the host's absent embedding.
+/// Partial overlap (made from the shipped data in the shape of `default_credit_partial`):
+/// customers the host does not know are trained and scored with the host's absent embedding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_overlap_trains_and_scores_customers_unknown_to_a_party() {
-    let shared =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/default_credit_partial");
-    if !shared.exists() {
-        eprintln!("skipping: {} not present", shared.display());
-        return;
-    }
     let pki = Pki::new();
+    let (guest_csv, host_csv) = partial_overlap(&pki.path(""), 6_000, 1_500);
     let ctls = pki.leaf("coordinator", Identity::Coordinator, false);
     let mut cfg = coordinator_config(ctls, pki.path("models-c"), &["bank-a", "bank-b"]);
     cfg.training.max_rows = None;
@@ -419,7 +414,7 @@ async fn partial_overlap_trains_and_scores_customers_unknown_to_a_party() {
         pki.path("ma"),
         "guest",
     );
-    ga.data.path = shared.join("guest.csv");
+    ga.data.path = guest_csv.clone();
     ga.data.limit = Some(6_000);
     let mut hb = party_config(
         "bank-b",
@@ -428,7 +423,7 @@ async fn partial_overlap_trains_and_scores_customers_unknown_to_a_party() {
         pki.path("mb"),
         "host",
     );
-    hb.data.path = shared.join("host.csv");
+    hb.data.path = host_csv;
     hb.data.limit = None;
     let a = start_party(ga);
     let b = start_party(hb);
@@ -446,7 +441,7 @@ async fn partial_overlap_trains_and_scores_customers_unknown_to_a_party() {
     );
     // A guest customer the host does not have: find one by asking.
     let client = reqwest::Client::new();
-    let guest_ids: Vec<String> = std::fs::read_to_string(shared.join("guest.csv"))
+    let guest_ids: Vec<String> = std::fs::read_to_string(&guest_csv)
         .unwrap()
         .lines()
         .skip(1)

@@ -236,68 +236,10 @@ async fn main() -> Result<()> {
     check_free(cli.http, cli.quic)?;
     let dir = prepare_dir(&cli.dir)?;
 
-    // Certificates: a federation CA, the coordinator, and one per bank.
-    let p = |s: &str| dir.join(s).display().to_string();
-    run_tool(&certs, &["init", "--out", &p("pki/ca")]).await?;
-    run_tool(
-        &certs,
-        &[
-            "issue",
-            "--ca",
-            &p("pki/ca"),
-            "--out",
-            &p("pki/coordinator"),
-            "--coordinator",
-        ],
-    )
-    .await?;
-    for bank in ["bank-a", "bank-b"] {
-        run_tool(
-            &certs,
-            &[
-                "issue",
-                "--ca",
-                &p("pki/ca"),
-                "--out",
-                &p(&format!("pki/{bank}")),
-                "--party",
-                bank,
-            ],
-        )
-        .await?;
-    }
+    issue_certificates(&certs, &dir).await?;
     println!("certificates issued in {}", dir.join("pki").display());
 
-    let coordinator_cfg = dir.join("coordinator.toml");
-    std::fs::write(
-        &coordinator_cfg,
-        format!(
-            "listen_quic = \"{}\"\nlisten_http = \"{}\"\ntls_dir = \"{}\"\nmodel_dir = \"{}\"\nparties = [\"bank-a\", \"bank-b\"]\n",
-            cli.quic,
-            cli.http,
-            toml_path(&dir.join("pki/coordinator")),
-            toml_path(&dir.join("models/coordinator")),
-        ),
-    )?;
-    let mut party_cfgs = Vec::new();
-    for (bank, data, label) in [("bank-a", &guest_data, Some("y")), ("bank-b", &host_data, None)] {
-        let reasons = if bank == "bank-a" { REASONS_A } else { REASONS_B };
-        let cfg = dir.join(format!("{bank}.toml"));
-        let label = label
-            .map(|l| format!("label_column = \"{l}\"\n"))
-            .unwrap_or_default();
-        std::fs::write(
-            &cfg,
-            format!(
-                "party_id = \"{bank}\"\ncoordinator_addr = \"{}\"\ncoordinator_name = \"localhost\"\ntls_dir = \"{}\"\nmodel_dir = \"{}\"\n\n[data]\npath = \"{}\"\n{label}\n{reasons}",
-                cli.quic,
-                toml_path(&dir.join(format!("pki/{bank}"))),
-                toml_path(&dir.join(format!("models/{bank}"))),
-                toml_path(data),
-            ),
-        )?;
-        party_cfgs.push((bank, cfg));
-    }
+    let (coordinator_cfg, party_cfgs) = write_configs(&cli, &dir, &guest_data, &host_data)?;
 
     let mut children = Vec::new();
     let ccfg = coordinator_cfg.display().to_string();
@@ -318,48 +260,7 @@ async fn main() -> Result<()> {
         .timeout(Duration::from_secs(10))
         .build()?;
     let base = format!("http://{}", cli.http);
-    let ready_url = format!("{base}/readyz");
-    let outcome = async {
-        tokio::select! {
-            r = wait_ready(&client, &ready_url, &mut children, Duration::from_secs(cli.ready_timeout)) => r?,
-            _ = stop_signal() => return Ok(false),
-        }
-        let body = format!("{{\"customer_id\": \"{SAMPLE_CUSTOMER}\"}}");
-        let answer = client
-            .post(format!("{base}/v1/score"))
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            .context("scoring the sample customer")?;
-        let status = answer.status();
-        let text = answer.text().await.unwrap_or_default();
-        let model: serde_json::Value = match client.get(format!("{base}/v1/model")).send().await {
-            Ok(r) => r.json().await.unwrap_or_default(),
-            Err(_) => serde_json::Value::Null,
-        };
-        let m = &model["metrics"];
-        println!();
-        println!(
-            "Model {}: holdout AUC {:.4}, KS {:.4} on {} customers ({} held out), trained in {:.1} s",
-            model["model_id"].as_str().unwrap_or("?"),
-            m["holdout_auc"].as_f64().unwrap_or(f64::NAN),
-            m["holdout_ks"].as_f64().unwrap_or(f64::NAN),
-            m["customers"],
-            m["holdout_rows"],
-            m["training_seconds"].as_f64().unwrap_or(f64::NAN),
-        );
-        println!("Tessera federation is up: coordinator + bank-a (lender, labels) + bank-b, mutual-TLS QUIC on {}", cli.quic);
-        println!("  API:     {base}/v1/score   health: {base}/healthz   ready: {base}/readyz   model: {base}/v1/model   metrics: {base}/metrics");
-        println!("  Try:     curl -s -X POST {base}/v1/score -H 'content-type: application/json' -d '{body}'");
-        println!("  Answer:  {text}");
-        println!();
-        if !status.is_success() {
-            bail!("sample scoring request failed with {status}");
-        }
-        Ok(true)
-    }
-    .await;
+    let outcome = first_score(&cli, &client, &base, &mut children).await;
     let keep_running = match outcome {
         Ok(k) => k && !cli.smoke,
         Err(e) => {
@@ -369,28 +270,165 @@ async fn main() -> Result<()> {
     };
     if keep_running {
         println!("Press Ctrl-C to stop.");
-        let mut reported = vec![false; children.len()];
         tokio::select! {
             _ = stop_signal() => {}
-            _ = async {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    for (i, (name, c)) in children.iter_mut().enumerate() {
-                        if let Ok(Some(status)) = c.try_wait() && !reported[i] {
-                            reported[i] = true;
-                            if i == 0 {
-                                eprintln!("{name} exited ({status}); stopping the demo");
-                                return;
-                            }
-                            eprintln!("{name} exited ({status}); scores are now degraded (its absent embedding is used) and /readyz says why");
-                        }
-                    }
-                }
-            } => {}
+            _ = watch_children(&mut children) => {}
         }
     }
     println!("stopping...");
     stop_all(&mut children).await;
     println!("stopped.");
     Ok(())
+}
+
+/// Issues the federation CA, the coordinator's certificate and one per bank under `dir/pki`.
+async fn issue_certificates(certs: &Path, dir: &Path) -> Result<()> {
+    let p = |s: &str| dir.join(s).display().to_string();
+    run_tool(certs, &["init", "--out", &p("pki/ca")]).await?;
+    run_tool(
+        certs,
+        &[
+            "issue",
+            "--ca",
+            &p("pki/ca"),
+            "--out",
+            &p("pki/coordinator"),
+            "--coordinator",
+        ],
+    )
+    .await?;
+    for bank in ["bank-a", "bank-b"] {
+        run_tool(
+            certs,
+            &[
+                "issue",
+                "--ca",
+                &p("pki/ca"),
+                "--out",
+                &p(&format!("pki/{bank}")),
+                "--party",
+                bank,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Writes the coordinator's and each bank's configuration; returns their paths.
+fn write_configs(
+    cli: &Cli,
+    dir: &Path,
+    guest_data: &Path,
+    host_data: &Path,
+) -> Result<(PathBuf, Vec<(&'static str, PathBuf)>)> {
+    let coordinator_cfg = dir.join("coordinator.toml");
+    std::fs::write(
+        &coordinator_cfg,
+        format!(
+            "listen_quic = \"{}\"\nlisten_http = \"{}\"\ntls_dir = \"{}\"\nmodel_dir = \"{}\"\nparties = [\"bank-a\", \"bank-b\"]\n",
+            cli.quic,
+            cli.http,
+            toml_path(&dir.join("pki/coordinator")),
+            toml_path(&dir.join("models/coordinator")),
+        ),
+    )?;
+    let mut party_cfgs = Vec::new();
+    for (bank, data, label) in [("bank-a", guest_data, Some("y")), ("bank-b", host_data, None)] {
+        let reasons = if bank == "bank-a" { REASONS_A } else { REASONS_B };
+        let cfg = dir.join(format!("{bank}.toml"));
+        let label = label
+            .map(|l| format!("label_column = \"{l}\"\n"))
+            .unwrap_or_default();
+        std::fs::write(
+            &cfg,
+            format!(
+                "party_id = \"{bank}\"\ncoordinator_addr = \"{}\"\ncoordinator_name = \"localhost\"\ntls_dir = \"{}\"\nmodel_dir = \"{}\"\n\n[data]\npath = \"{}\"\n{label}\n{reasons}",
+                cli.quic,
+                toml_path(&dir.join(format!("pki/{bank}"))),
+                toml_path(&dir.join(format!("models/{bank}"))),
+                toml_path(data),
+            ),
+        )?;
+        party_cfgs.push((bank, cfg));
+    }
+    Ok((coordinator_cfg, party_cfgs))
+}
+
+/// Waits until the federation is ready, scores the sample customer and prints how to use it.
+///
+/// # Returns
+/// `false` if interrupted before ready.
+async fn first_score(
+    cli: &Cli,
+    client: &reqwest::Client,
+    base: &str,
+    children: &mut [(String, Child)],
+) -> Result<bool> {
+    let ready_url = format!("{base}/readyz");
+    tokio::select! {
+        r = wait_ready(client, &ready_url, children, Duration::from_secs(cli.ready_timeout)) => r?,
+        _ = stop_signal() => return Ok(false),
+    }
+    let body = format!("{{\"customer_id\": \"{SAMPLE_CUSTOMER}\"}}");
+    let answer = client
+        .post(format!("{base}/v1/score"))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .context("scoring the sample customer")?;
+    let status = answer.status();
+    let text = answer.text().await.unwrap_or_default();
+    let model: serde_json::Value = match client.get(format!("{base}/v1/model")).send().await {
+        Ok(r) => r.json().await.unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    };
+    let m = &model["metrics"];
+    println!();
+    println!(
+        "Model {}: holdout AUC {:.4}, KS {:.4} on {} customers ({} held out), trained in {:.1} s",
+        model["model_id"].as_str().unwrap_or("?"),
+        m["holdout_auc"].as_f64().unwrap_or(f64::NAN),
+        m["holdout_ks"].as_f64().unwrap_or(f64::NAN),
+        m["customers"],
+        m["holdout_rows"],
+        m["training_seconds"].as_f64().unwrap_or(f64::NAN),
+    );
+    println!(
+        "Tessera federation is up: coordinator + bank-a (lender, labels) + bank-b, mutual-TLS QUIC on {}",
+        cli.quic
+    );
+    println!(
+        "  API:     {base}/v1/score   health: {base}/healthz   ready: {base}/readyz   model: {base}/v1/model   metrics: {base}/metrics"
+    );
+    println!("  Try:     curl -s -X POST {base}/v1/score -H 'content-type: application/json' -d '{body}'");
+    println!("  Answer:  {text}");
+    println!();
+    if !status.is_success() {
+        bail!("sample scoring request failed with {status}");
+    }
+    Ok(true)
+}
+
+/// Reports children that exit; returns when the coordinator does.
+async fn watch_children(children: &mut [(String, Child)]) {
+    let mut reported = vec![false; children.len()];
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for (i, (name, c)) in children.iter_mut().enumerate() {
+            if let Ok(Some(status)) = c.try_wait()
+                && !reported[i]
+            {
+                reported[i] = true;
+                if i == 0 {
+                    eprintln!("{name} exited ({status}); stopping the demo");
+                    return;
+                }
+                eprintln!(
+                    "{name} exited ({status}); scores are now degraded (its absent embedding is used) and /readyz says why"
+                );
+            }
+        }
+    }
 }

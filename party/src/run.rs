@@ -39,13 +39,12 @@ pub async fn run(
     let material = TlsMaterial::load(&paths)?;
     metrics.set_own_cert(material.leaf_info.clone());
     transport::warn_if_expiring("own", &material.leaf_info, config.transport.cert_warn_days);
-    let mut dialer = Dialer::new(
+    let dialer = Dialer::new(
         transport::dial_family(&config.coordinator_addr),
         &material,
         &config.transport,
     )?;
-    let mut own_serial = material.leaf_info.serial.clone();
-    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<TlsMaterial>(4);
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<TlsMaterial>(4);
     let watcher = tokio::spawn(transport::reload::watch(
         paths,
         config.transport.reload_interval(),
@@ -55,138 +54,200 @@ pub async fn run(
         },
     ));
     let mut backoff = Backoff::new(&config.transport);
-    let in_flight = Arc::new(Semaphore::new(config.limits.max_in_flight.max(1)));
-    let observe: Observer = {
-        let metrics = metrics.clone();
-        Arc::new(move |kind, elapsed, failed| {
-            metrics
-                .latency
-                .with_label_values(&[kind])
-                .observe(elapsed.as_secs_f64());
-            let outcome = if failed { "error" } else { "ok" };
-            metrics.requests.with_label_values(&[kind, outcome]).inc();
-        })
+    let mut driver = Driver {
+        in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight.max(1))),
+        observe: observer(&metrics),
+        own_serial: material.leaf_info.serial.clone(),
+        config,
+        service,
+        dialer,
+        reload_rx,
+        metrics,
     };
-    let serve = |link: &Link| {
-        tokio::spawn(transport::serve(
-            link.clone(),
-            service.clone(),
-            config.transport.clone(),
-            in_flight.clone(),
-            observe.clone(),
-        ));
-    };
-    let dial = |dialer: &Dialer| {
-        let dialer = dialer.clone();
-        let config = config.clone();
-        let id = service.id().clone();
-        async move {
-            let addr = transport::resolve(&config.coordinator_addr).await?;
-            dialer
-                .connect(addr, &config.coordinator_name, &id, &config.transport)
-                .await
-        }
-    };
-    'outer: while !shutdown.is_shutdown() {
+    while !shutdown.is_shutdown() {
         let attempt = tokio::select! {
-            r = dial(&dialer) => r,
+            r = driver.dial() => r,
             _ = shutdown.recv() => break,
         };
-        let mut current = match attempt {
-            Ok((conn, _welcome)) => conn,
+        let ended = match attempt {
+            Ok((link, _welcome)) => {
+                backoff.reset();
+                state.send_replace(LinkState::Connected);
+                let ended = driver.connected(link, &mut shutdown).await;
+                state.send_replace(LinkState::Disconnected);
+                driver.metrics.connected.set(0);
+                ended
+            }
             Err(e) => {
-                if e.is_permanent() {
-                    error!(party = %service.id(), error = %e, "coordinator refused this party; fix configuration or certificates (will keep retrying)");
-                } else {
-                    warn!(party = %service.id(), error = %e, "cannot reach coordinator");
-                }
-                let delay = backoff.next_delay(rand::thread_rng().r#gen());
-                debug!(?delay, "reconnecting after delay");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.recv() => break,
-                }
-                // New TLS material may be why we failed: apply it before the next attempt.
-                while let Ok(m) = reload_rx.try_recv() {
-                    apply_client(&mut dialer, &m, &config, &mut own_serial);
-                }
-                continue;
+                driver.failed(&e);
+                Ended::Failed
             }
         };
-        backoff.reset();
-        info!(party = %service.id(), coordinator = %config.coordinator_addr, "connected to coordinator");
-        state.send_replace(LinkState::Connected);
-        metrics.connected.set(1);
-        metrics.set_peer_cert(current.peer_certificate());
-        serve(&current);
-        loop {
-            tokio::select! {
-                reason = current.closed() => {
-                    info!(%reason, "connection to coordinator closed");
-                    break;
-                }
-                Some(m) = reload_rx.recv() => {
-                    let rotated = apply_client(&mut dialer, &m, &config, &mut own_serial);
-                    metrics.set_own_cert(m.leaf_info.clone());
-                    let revoked = m.revoked_serials();
-                    let coordinator_bad = current.peer_certificate()
-                        .is_some_and(|c| revoked.contains(&c.serial) || c.not_after < tessera_common::transport::unix_now());
-                    if coordinator_bad {
-                        warn!("coordinator certificate is revoked or expired; closing the connection");
-                        current.close(CloseReason::Certificate);
-                        break;
-                    }
-                    if rotated {
-                        // Make before break: connect with the new certificate, then let the old
-                        // connection finish what it is doing.
-                        match dial(&dialer).await {
-                            Ok((new, _)) => {
-                                info!("reconnected with the rotated certificate");
-                                serve(&new);
-                                metrics.set_peer_cert(new.peer_certificate());
-                                let old = std::mem::replace(&mut current, new);
-                                let grace = config.transport.request_timeout() * 2;
-                                tokio::spawn(async move {
-                                    tokio::time::sleep(grace).await;
-                                    old.close(CloseReason::Rotated);
-                                });
-                            }
-                            Err(e) => warn!(error = %e, "could not connect with the rotated certificate; keeping the current connection"),
-                        }
-                    }
-                }
-                _ = shutdown.recv() => {
-                    current.close(CloseReason::Shutdown);
-                    state.send_replace(LinkState::Disconnected);
-                    break 'outer;
-                }
-            }
+        if ended == Ended::Shutdown {
+            break;
         }
-        state.send_replace(LinkState::Disconnected);
-        metrics.connected.set(0);
         let delay = backoff.next_delay(rand::thread_rng().r#gen());
+        debug!(?delay, "reconnecting after delay");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.recv() => break,
         }
+        if ended == Ended::Failed {
+            // New TLS material may be why we failed: apply it before the next attempt.
+            while let Ok(m) = driver.reload_rx.try_recv() {
+                driver.apply(&m);
+            }
+        }
     }
     watcher.abort();
-    dialer.shut_down(CloseReason::Shutdown).await;
-    info!(party = %service.id(), "party stopped");
+    driver.dialer.shut_down(CloseReason::Shutdown).await;
+    info!(party = %driver.service.id(), "party stopped");
     Ok(())
 }
 
-/// Applies reloaded material to the endpoint; returns whether our own certificate changed.
-fn apply_client(dialer: &mut Dialer, m: &TlsMaterial, config: &PartyConfig, own_serial: &mut String) -> bool {
-    if let Err(e) = dialer.reconfigure(m, &config.transport) {
-        warn!(error = %e, "new TLS material rejected; keeping the current one");
-        return false;
+/// How a connection (or an attempt at one) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// The attempt failed.
+    Failed,
+    /// The connection closed (or was closed for a revoked coordinator certificate).
+    Closed,
+    /// The party is shutting down.
+    Shutdown,
+}
+
+/// The party's side of the connection: dialling, serving, and applying reloaded TLS material.
+struct Driver {
+    config: PartyConfig,
+    service: Arc<PartyService>,
+    dialer: Dialer,
+    own_serial: String,
+    reload_rx: tokio::sync::mpsc::Receiver<TlsMaterial>,
+    metrics: PartyMetrics,
+    /// Requests handled at once, across every connection.
+    in_flight: Arc<Semaphore>,
+    observe: Observer,
+}
+
+/// Records each answered request's latency and outcome in the party's metrics.
+fn observer(metrics: &PartyMetrics) -> Observer {
+    let metrics = metrics.clone();
+    Arc::new(move |kind, elapsed, failed| {
+        metrics
+            .latency
+            .with_label_values(&[kind])
+            .observe(elapsed.as_secs_f64());
+        let outcome = if failed { "error" } else { "ok" };
+        metrics.requests.with_label_values(&[kind, outcome]).inc();
+    })
+}
+
+impl Driver {
+    /// Resolves the coordinator's address (every attempt: it may have moved) and connects.
+    async fn dial(&self) -> Result<(Link, tessera_common::wire::Welcome), transport::TransportError> {
+        let addr = transport::resolve(&self.config.coordinator_addr).await?;
+        self.dialer
+            .connect(
+                addr,
+                &self.config.coordinator_name,
+                self.service.id(),
+                &self.config.transport,
+            )
+            .await
     }
-    transport::warn_if_expiring("own", &m.leaf_info, config.transport.cert_warn_days);
-    if m.leaf_info.serial != *own_serial {
-        info!(old = %own_serial, new = %m.leaf_info.serial, "own certificate rotated");
-        *own_serial = m.leaf_info.serial.clone();
-        return true;
+
+    /// Logs a failed attempt, louder when retrying cannot help.
+    fn failed(&self, e: &transport::TransportError) {
+        if e.is_permanent() {
+            error!(party = %self.service.id(), error = %e, "coordinator refused this party; fix configuration or certificates (will keep retrying)");
+        } else {
+            warn!(party = %self.service.id(), error = %e, "cannot reach coordinator");
+        }
     }
-    false
+
+    /// Answers the requests the coordinator opens on `link`, in a task of its own.
+    fn serve(&self, link: &Link) {
+        tokio::spawn(transport::serve(
+            link.clone(),
+            self.service.clone(),
+            self.config.transport.clone(),
+            self.in_flight.clone(),
+            self.observe.clone(),
+        ));
+    }
+
+    /// Serves `current` until it closes or shutdown, applying reloaded TLS material: a
+    /// revoked or expired coordinator certificate closes the connection; a rotated own
+    /// certificate connects again before the old connection is let go (make before break).
+    async fn connected(&mut self, mut current: Link, shutdown: &mut Shutdown) -> Ended {
+        info!(party = %self.service.id(), coordinator = %self.config.coordinator_addr, "connected to coordinator");
+        self.metrics.connected.set(1);
+        self.metrics.set_peer_cert(current.peer_certificate());
+        self.serve(&current);
+        loop {
+            tokio::select! {
+                reason = current.closed() => {
+                    info!(%reason, "connection to coordinator closed");
+                    return Ended::Closed;
+                }
+                Some(m) = self.reload_rx.recv() => {
+                    let rotated = self.apply(&m);
+                    self.metrics.set_own_cert(m.leaf_info.clone());
+                    let revoked = m.revoked_serials();
+                    let coordinator_bad = current.peer_certificate()
+                        .is_some_and(|c| revoked.contains(&c.serial) || c.not_after < transport::unix_now());
+                    if coordinator_bad {
+                        warn!("coordinator certificate is revoked or expired; closing the connection");
+                        current.close(CloseReason::Certificate);
+                        return Ended::Closed;
+                    }
+                    if rotated {
+                        current = self.reconnect_rotated(current).await;
+                    }
+                }
+                _ = shutdown.recv() => {
+                    current.close(CloseReason::Shutdown);
+                    return Ended::Shutdown;
+                }
+            }
+        }
+    }
+
+    /// Connects with the rotated certificate and returns the new link; the old one finishes
+    /// what it is doing and is closed after two request time-outs. Keeps `old` if the new
+    /// connection fails.
+    async fn reconnect_rotated(&self, old: Link) -> Link {
+        match self.dial().await {
+            Ok((new, _)) => {
+                info!("reconnected with the rotated certificate");
+                self.serve(&new);
+                self.metrics.set_peer_cert(new.peer_certificate());
+                let grace = self.config.transport.request_timeout() * 2;
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    old.close(CloseReason::Rotated);
+                });
+                new
+            }
+            Err(e) => {
+                warn!(error = %e, "could not connect with the rotated certificate; keeping the current connection");
+                old
+            }
+        }
+    }
+
+    /// Applies reloaded material to the dialer; returns whether our own certificate changed.
+    fn apply(&mut self, m: &TlsMaterial) -> bool {
+        if let Err(e) = self.dialer.reconfigure(m, &self.config.transport) {
+            warn!(error = %e, "new TLS material rejected; keeping the current one");
+            return false;
+        }
+        transport::warn_if_expiring("own", &m.leaf_info, self.config.transport.cert_warn_days);
+        if m.leaf_info.serial != self.own_serial {
+            info!(old = %self.own_serial, new = %m.leaf_info.serial, "own certificate rotated");
+            self.own_serial = m.leaf_info.serial.clone();
+            return true;
+        }
+        false
+    }
 }

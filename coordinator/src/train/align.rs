@@ -74,10 +74,33 @@ pub(crate) async fn align<F: Federation>(
 ) -> Result<Aligned, TrainError> {
     let started = Instant::now();
     let parties = ctx.parties;
-    let n_parties = parties.len();
+    let sizes = init(ctx, session).await?;
+    let own = blind_all(ctx, session, &sizes).await?;
+    let queues = reblind_all(ctx, session, holder, &own).await?;
+    drop(own);
+    let (membership, assignments) = match_lists(parties, holder, &sizes, &queues)?;
+    drop(queues);
+    assign_all(ctx, session, &assignments).await?;
+    let n = sizes[holder];
+    let seconds = started.elapsed().as_secs_f64();
+    let in_every = (0..n).filter(|&h| membership.iter().all(|m| m[h])).count();
+    info!(
+        label_holder_customers = n,
+        in_every_party = in_every,
+        seconds = format!("{seconds:.2}"),
+        "private set intersection done"
+    );
+    Ok(Aligned {
+        n,
+        membership,
+        party_rows: sizes.iter().map(|&s| s as u64).collect(),
+        seconds,
+    })
+}
 
-    // 1. Fresh keys and shuffles.
-    let mut sizes = Vec::with_capacity(n_parties);
+/// Step 1: fresh keys and shuffles at every party; the number of customers of each.
+async fn init<F: Federation>(ctx: &Ctx<'_, F>, session: u64) -> Result<Vec<usize>, TrainError> {
+    let mut sizes = Vec::with_capacity(ctx.parties.len());
     for (p, r) in ctx.all("psi init", |_| Request::PsiInit { session }).await? {
         match r {
             Response::PsiReady { n } if n <= MAX_ALIGN_ROWS => sizes.push(n as usize),
@@ -92,7 +115,16 @@ pub(crate) async fn align<F: Federation>(
         }
     }
 
-    // 2. Each party's own customers, blinded with its own key.
+    Ok(sizes)
+}
+
+/// Step 2: each party's own customers, blinded with its own key, page by page.
+async fn blind_all<F: Federation>(
+    ctx: &Ctx<'_, F>,
+    session: u64,
+    sizes: &[usize],
+) -> Result<Vec<Vec<u8>>, TrainError> {
+    let (parties, n_parties) = (ctx.parties, ctx.parties.len());
     let mut own: Vec<Vec<u8>> = sizes.iter().map(|&n| Vec::with_capacity(n * POINT_LEN)).collect();
     loop {
         let pending: Vec<PartyId> = (0..n_parties)
@@ -125,8 +157,18 @@ pub(crate) async fn align<F: Federation>(
         }
     }
 
-    // 3. Re-blinding: the label holder's list at every other party, every other party's list
-    //    at the label holder.
+    Ok(own)
+}
+
+/// Step 3: re-blinding: the label holder's list at every other party, every other party's
+/// list at the label holder. Returns each party's jobs with their results.
+async fn reblind_all<F: Federation>(
+    ctx: &Ctx<'_, F>,
+    session: u64,
+    holder: usize,
+    own: &[Vec<u8>],
+) -> Result<Vec<Vec<Job>>, TrainError> {
+    let (parties, n_parties) = (ctx.parties, ctx.parties.len());
     let mut queues: Vec<Vec<Job>> = (0..n_parties).map(|_| Vec::new()).collect();
     for j in (0..n_parties).filter(|&j| j != holder) {
         queues[j].push(Job {
@@ -191,11 +233,31 @@ pub(crate) async fn align<F: Federation>(
         }
     }
 
-    // 4. Match each pair's doubly blinded lists. Handles are the label holder's positions.
+    Ok(queues)
+}
+
+/// Positions in each party's shuffled list and their handles, per party.
+type Assignments = Vec<(Vec<u64>, Vec<u64>)>;
+
+/// Step 4: matches each pair's doubly blinded lists. Handles are the label holder's
+/// positions. No IO.
+///
+/// # Returns
+/// `membership[p][h]` (party `p` holds customer `h`) and each party's assignments.
+///
+/// # Errors
+/// [`TrainError`] if a list is missing, malformed, or a party holds the same customer twice.
+fn match_lists(
+    parties: &[PartyId],
+    holder: usize,
+    sizes: &[usize],
+    queues: &[Vec<Job>],
+) -> Result<(Vec<Vec<bool>>, Assignments), TrainError> {
+    let n_parties = parties.len();
     let n = sizes[holder];
     let mut membership = vec![vec![false; n]; n_parties];
     membership[holder].fill(true);
-    let mut assignments: Vec<(Vec<u64>, Vec<u64>)> = vec![(Vec::new(), Vec::new()); n_parties];
+    let mut assignments: Assignments = vec![(Vec::new(), Vec::new()); n_parties];
     assignments[holder] = ((0..n as u64).collect(), (0..n as u64).collect());
     for j in (0..n_parties).filter(|&j| j != holder) {
         // The label holder's list as re-blinded by j, and j's list as re-blinded by the holder.
@@ -218,10 +280,16 @@ pub(crate) async fn align<F: Federation>(
         }
         info!(party = %parties[j], customers = sizes[j], shared_with_label_holder = positions.len(), "aligned");
     }
-    drop(queues);
-    drop(own);
+    Ok((membership, assignments))
+}
 
-    // 5. Tell every party its handles.
+/// Step 5: tells every party its handles, page by page.
+async fn assign_all<F: Federation>(
+    ctx: &Ctx<'_, F>,
+    session: u64,
+    assignments: &Assignments,
+) -> Result<(), TrainError> {
+    let (parties, n_parties) = (ctx.parties, ctx.parties.len());
     let mut sent = vec![0usize; n_parties];
     loop {
         let pending: Vec<PartyId> = (0..n_parties)
@@ -263,20 +331,7 @@ pub(crate) async fn align<F: Federation>(
             sent[p] += pages.get(&party).map_or(0, |(pos, _)| pos.len());
         }
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let in_every = (0..n).filter(|&h| membership.iter().all(|m| m[h])).count();
-    info!(
-        label_holder_customers = n,
-        in_every_party = in_every,
-        seconds = format!("{seconds:.2}"),
-        "private set intersection done"
-    );
-    Ok(Aligned {
-        n,
-        membership,
-        party_rows: sizes.iter().map(|&s| s as u64).collect(),
-        seconds,
-    })
+    Ok(())
 }
 
 /// Aligns `parties` (configured order; `holder` indexes the label holder) as session
@@ -306,4 +361,67 @@ pub async fn align_federation<F: Federation>(
 
 fn index_of(parties: &[PartyId], party: &PartyId) -> usize {
     parties.iter().position(|p| p == party).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_common::psi::{PsiKey, blind_ids, reblind};
+
+    /// The jobs two parties would hold after re-blinding: `holder`'s ids and `other`'s ids,
+    /// each blinded by its owner and re-blinded by the other.
+    fn jobs(holder: &[&str], other: &[&str]) -> Vec<Vec<Job>> {
+        let (kh, ko) = (PsiKey::from_seed(1), PsiKey::from_seed(2));
+        let (bh, bo) = (blind_ids(&kh, holder), blind_ids(&ko, other));
+        vec![
+            vec![Job {
+                source: 1,
+                out: reblind(&kh, &bo).unwrap(),
+            }],
+            vec![Job {
+                source: 0,
+                out: reblind(&ko, &bh).unwrap(),
+            }],
+        ]
+    }
+
+    fn parties() -> Vec<PartyId> {
+        vec![PartyId::new("lender").unwrap(), PartyId::new("bank").unwrap()]
+    }
+
+    #[test]
+    fn matching_gives_handles_in_the_holders_order_and_positions_in_the_others() {
+        let holder = ["a", "b", "c", "d"];
+        let other = ["x", "d", "b"];
+        let queues = jobs(&holder, &other);
+        let (membership, assignments) = match_lists(&parties(), 0, &[4, 3], &queues).unwrap();
+        assert_eq!(membership[0], vec![true; 4]);
+        assert_eq!(membership[1], vec![false, true, false, true]);
+        assert_eq!(assignments[0], ((0..4).collect(), (0..4).collect()));
+        let mut pairs: Vec<(u64, u64)> = assignments[1]
+            .0
+            .iter()
+            .copied()
+            .zip(assignments[1].1.iter().copied())
+            .collect();
+        pairs.sort();
+        assert_eq!(
+            pairs,
+            vec![(1, 3), (2, 1)],
+            "position of d is 1 -> handle 3; b is 2 -> handle 1"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_customer_or_a_lost_list_is_refused() {
+        let queues = jobs(&["a", "b"], &["b", "b"]);
+        let e = match_lists(&parties(), 0, &[2, 2], &queues).unwrap_err();
+        assert!(e.to_string().contains("the same customer appears twice"), "{e}");
+        let mut lost = jobs(&["a"], &["a"]);
+        lost[1].clear();
+        assert!(matches!(
+            match_lists(&parties(), 0, &[1, 1], &lost),
+            Err(TrainError::Setup(_))
+        ));
+    }
 }

@@ -85,6 +85,64 @@ pub fn data_file(which: &str) -> PathBuf {
         .join(format!("default_credit_hetero_{which}.csv.gz"))
 }
 
+/// A partial, independently shuffled overlap made from the shipped `default_credit` files, in
+/// the shape of `default_credit_partial` (written as `guest.csv` and `host.csv` into `dir`):
+/// the guest's first `guest_rows` customers; the host lacks every sixth customer of the file
+/// and holds `host_only` customers nobody else has. Seeded, so every run sees the same files.
+pub fn partial_overlap(dir: &Path, guest_rows: usize, host_only: usize) -> (PathBuf, PathBuf) {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    use std::fmt::Write;
+    use tessera_common::data::{FeatureTable, LoadOptions};
+    let guest_opts = LoadOptions {
+        label_column: Some("y".into()),
+        limit: Some(guest_rows),
+        ..Default::default()
+    };
+    let guest = FeatureTable::load(&data_file("guest"), &guest_opts).unwrap();
+    let host = FeatureTable::load(&data_file("host"), &LoadOptions::default()).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
+    let header = |t: &FeatureTable, label: bool| {
+        let mut h = String::from("id");
+        if label {
+            h.push_str(",y");
+        }
+        for n in &t.feature_names {
+            write!(h, ",{n}").unwrap();
+        }
+        h
+    };
+    let row = |t: &FeatureTable, id: &str, r: usize, label: Option<u8>| {
+        let mut line = id.to_string();
+        if let Some(y) = label {
+            write!(line, ",{y}").unwrap();
+        }
+        for v in t.row(r) {
+            write!(line, ",{v}").unwrap();
+        }
+        line
+    };
+    let mut g: Vec<String> = (0..guest.len())
+        .map(|r| row(&guest, &guest.ids()[r], r, guest.labels().map(|l| l[r])))
+        .collect();
+    let mut h: Vec<String> = (0..host.len())
+        .filter(|r| r % 6 != 5)
+        .map(|r| row(&host, &host.ids()[r], r, None))
+        .collect();
+    h.extend((0..host_only).map(|k| row(&host, &format!("host-only-{k}"), k, None)));
+    g.shuffle(&mut rng);
+    h.shuffle(&mut rng);
+    let write = |name: &str, head: String, lines: Vec<String>| {
+        let path = dir.join(name);
+        std::fs::write(&path, [vec![head], lines].concat().join("\n") + "\n").unwrap();
+        path
+    };
+    (
+        write("guest.csv", header(&guest, true), g),
+        write("host.csv", header(&host, false), h),
+    )
+}
+
 pub fn fast_transport() -> TransportSettings {
     TransportSettings {
         connect_timeout_ms: 2_000,

@@ -14,7 +14,7 @@ use time::{Duration, OffsetDateTime};
 use crate::Error;
 use crate::files::{read_string, write_atomic};
 use crate::inspect::{CertInfo, hex};
-use crate::pki::PkiDir;
+use crate::layout::PkiDir;
 
 /// Default validity of a CRL (`next_update` − `this_update`), days.
 pub const DEFAULT_CRL_DAYS: u32 = 30;

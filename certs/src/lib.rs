@@ -18,6 +18,7 @@ pub use files::{Owner, chown_tree};
 pub mod identity;
 pub mod inspect;
 pub mod k8s;
+pub mod layout;
 pub mod leaf;
 pub mod pki;
 

@@ -304,19 +304,33 @@ impl FeatureTable {
     }
 }
 
+/// Which rule a customer id breaks. The message never echoes the id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// The id is empty.
+    #[error("empty customer id")]
+    Empty,
+    /// The id has more than [`MAX_ID_LEN`] characters.
+    #[error("customer id longer than {MAX_ID_LEN} characters")]
+    TooLong,
+    /// The id contains control characters.
+    #[error("customer id contains control characters")]
+    Control,
+}
+
 /// Checks a customer id: non-empty, at most [`MAX_ID_LEN`] characters, no control characters.
 ///
 /// # Errors
-/// A message saying which rule is broken (without echoing the id).
-pub fn validate_id(id: &str) -> Result<(), String> {
+/// [`IdError`]: which rule is broken.
+pub fn validate_id(id: &str) -> Result<(), IdError> {
     if id.is_empty() {
-        return Err("empty customer id".into());
+        return Err(IdError::Empty);
     }
     if id.chars().count() > MAX_ID_LEN {
-        return Err(format!("customer id longer than {MAX_ID_LEN} characters"));
+        return Err(IdError::TooLong);
     }
     if id.chars().any(char::is_control) {
-        return Err("customer id contains control characters".into());
+        return Err(IdError::Control);
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
+use tessera_common::config::ConfigError;
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -73,18 +74,24 @@ impl AuditSettings {
     /// Checks ranges and that `hmac` has a key file.
     ///
     /// # Errors
-    /// A message naming the bad field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`ConfigError::Invalid`] naming the bad field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.queue_capacity == 0 || self.batch_size == 0 {
-            return Err("audit.queue_capacity and audit.batch_size must be positive".into());
+            return Err(ConfigError::Invalid(
+                "audit.queue_capacity and audit.batch_size must be positive".into(),
+            ));
         }
         if self.customer_id == CustomerIdMode::Hmac && self.hmac_key_file.is_none() {
-            return Err("audit.customer_id = \"hmac\" needs audit.hmac_key_file".into());
+            return Err(ConfigError::Invalid(
+                "audit.customer_id = \"hmac\" needs audit.hmac_key_file".into(),
+            ));
         }
         if let Some(u) = &self.url
             && !(u.starts_with("postgres://") || u.starts_with("postgresql://") || u.starts_with("sqlite:"))
         {
-            return Err("audit.url must start with postgres://, postgresql:// or sqlite:".into());
+            return Err(ConfigError::Invalid(
+                "audit.url must start with postgres://, postgresql:// or sqlite:".into(),
+            ));
         }
         Ok(())
     }
@@ -133,7 +140,7 @@ pub enum AuditError {
     Row(String),
     /// The settings are invalid (see [`AuditSettings::validate`]).
     #[error("audit settings: {0}")]
-    Settings(String),
+    Settings(ConfigError),
 }
 
 struct Shared {

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use tessera_common::config::ConfigError;
 
 use serde::{Deserialize, Serialize};
 use tessera_common::config::TransportSettings;
@@ -174,30 +175,42 @@ impl TrainingConfig {
     /// Checks ranges.
     ///
     /// # Errors
-    /// A message naming the first bad field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`ConfigError::Invalid`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let frac = |v: f64| v > 0.0 && v < 1.0;
         if !frac(self.holdout_fraction) || !frac(self.validation_fraction) {
-            return Err("training.holdout_fraction and validation_fraction must be in (0, 1)".into());
+            return Err(ConfigError::Invalid(
+                "training.holdout_fraction and validation_fraction must be in (0, 1)".into(),
+            ));
         }
         if self.epochs == 0 || self.batch_size == 0 || self.emb_dim == 0 {
-            return Err("training.epochs, batch_size and emb_dim must be positive".into());
+            return Err(ConfigError::Invalid(
+                "training.epochs, batch_size and emb_dim must be positive".into(),
+            ));
         }
         if !(self.learning_rate > 0.0
             && self.lr_decay > 0.0
             && self.lr_decay <= 1.0
             && self.weight_decay >= 0.0)
         {
-            return Err("training.learning_rate must be > 0, lr_decay in (0, 1], weight_decay >= 0".into());
+            return Err(ConfigError::Invalid(
+                "training.learning_rate must be > 0, lr_decay in (0, 1], weight_decay >= 0".into(),
+            ));
         }
         if !(0.0..1.0).contains(&self.party_dropout) {
-            return Err("training.party_dropout must be in [0, 1)".into());
+            return Err(ConfigError::Invalid(
+                "training.party_dropout must be in [0, 1)".into(),
+            ));
         }
         if !(0.0..0.9).contains(&self.top_dropout) {
-            return Err("training.top_dropout must be in [0, 0.9)".into());
+            return Err(ConfigError::Invalid(
+                "training.top_dropout must be in [0, 0.9)".into(),
+            ));
         }
         if self.top_hidden.contains(&0) || self.bottom_hidden.contains(&0) {
-            return Err("training layer widths must be positive".into());
+            return Err(ConfigError::Invalid(
+                "training layer widths must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -207,8 +220,8 @@ impl CoordinatorConfig {
     /// Reads and checks a config file; relative paths resolve against its directory.
     ///
     /// # Errors
-    /// A message naming the file and the problem.
-    pub fn load(path: &Path) -> Result<Self, String> {
+    /// [`ConfigError`] naming the file and the problem.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
         Self::load_with_env(Some(path))
     }
 
@@ -216,8 +229,8 @@ impl CoordinatorConfig {
     /// (see `tessera_common::config::env`), and checks it.
     ///
     /// # Errors
-    /// A message naming the file or variable and the problem.
-    pub fn load_with_env(path: Option<&Path>) -> Result<Self, String> {
+    /// [`ConfigError`] naming the file or variable and the problem.
+    pub fn load_with_env(path: Option<&Path>) -> Result<Self, ConfigError> {
         let (mut cfg, base): (CoordinatorConfig, _) = tessera_common::config::env::load(path, ENV_PREFIX)?;
         let base = base.as_path();
         for p in [&mut cfg.tls_dir, &mut cfg.model_dir]
@@ -230,38 +243,50 @@ impl CoordinatorConfig {
             }
         }
         let what = path.map_or_else(|| format!("{ENV_PREFIX}__*"), |p| p.display().to_string());
-        cfg.validate().map_err(|e| format!("{what}: {e}"))?;
+        cfg.validate().map_err(|e| e.within(what))?;
         Ok(cfg)
     }
 
     /// Checks the whole configuration.
     ///
     /// # Errors
-    /// A message naming the first problem.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`ConfigError`] naming the first problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.parties.is_empty() {
-            return Err("parties must list at least one party".into());
+            return Err(ConfigError::Invalid(
+                "parties must list at least one party".into(),
+            ));
         }
         let mut sorted = self.parties.clone();
         sorted.sort();
         sorted.dedup();
         if sorted.len() != self.parties.len() {
-            return Err("parties lists a party twice".into());
+            return Err(ConfigError::Invalid("parties lists a party twice".into()));
         }
         if self.scoring.min_parties == 0 || self.scoring.min_parties > self.parties.len() {
-            return Err("scoring.min_parties must be between 1 and the number of parties".into());
+            return Err(ConfigError::Invalid(
+                "scoring.min_parties must be between 1 and the number of parties".into(),
+            ));
         }
         if self.scoring.interval_samples > 10_000 {
-            return Err("scoring.interval_samples must be at most 10,000".into());
+            return Err(ConfigError::Invalid(
+                "scoring.interval_samples must be at most 10,000".into(),
+            ));
         }
         if self.scoring.pipelines == 0 || self.scoring.pipelines > 256 {
-            return Err("scoring.pipelines must be between 1 and 256".into());
+            return Err(ConfigError::Invalid(
+                "scoring.pipelines must be between 1 and 256".into(),
+            ));
         }
         if self.scoring.max_batch == 0 || self.scoring.max_batch > 100_000 {
-            return Err("scoring.max_batch must be between 1 and 100,000".into());
+            return Err(ConfigError::Invalid(
+                "scoring.max_batch must be between 1 and 100,000".into(),
+            ));
         }
         if self.http.max_body_bytes == 0 || self.http.max_concurrent == 0 {
-            return Err("http.max_body_bytes and http.max_concurrent must be positive".into());
+            return Err(ConfigError::Invalid(
+                "http.max_body_bytes and http.max_concurrent must be positive".into(),
+            ));
         }
         self.transport.validate()?;
         self.audit.validate()?;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use tessera_common::config::ConfigError;
 
 use serde::Deserialize;
 use tessera_common::config::TransportSettings;
@@ -107,8 +108,8 @@ impl PartyConfig {
     /// Reads and checks a config file; relative paths are resolved against the file's directory.
     ///
     /// # Errors
-    /// A message naming the file and the problem.
-    pub fn load(path: &Path) -> Result<Self, String> {
+    /// [`ConfigError`] naming the file and the problem.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
         Self::load_with_env(Some(path))
     }
 
@@ -116,8 +117,8 @@ impl PartyConfig {
     /// `tessera_common::config::env`), and checks it.
     ///
     /// # Errors
-    /// A message naming the file or variable and the problem.
-    pub fn load_with_env(path: Option<&Path>) -> Result<Self, String> {
+    /// [`ConfigError`] naming the file or variable and the problem.
+    pub fn load_with_env(path: Option<&Path>) -> Result<Self, ConfigError> {
         let (mut cfg, base): (PartyConfig, _) = tessera_common::config::env::load(path, ENV_PREFIX)?;
         let base = base.as_path();
         for p in [&mut cfg.tls_dir, &mut cfg.model_dir, &mut cfg.data.path] {
@@ -126,10 +127,10 @@ impl PartyConfig {
             }
         }
         let what = path.map_or_else(|| format!("{ENV_PREFIX}__*"), |p| p.display().to_string());
-        cfg.transport.validate().map_err(|e| format!("{what}: {e}"))?;
+        cfg.transport.validate().map_err(|e| e.within(what.clone()))?;
         match cfg.coordinator_addr.rsplit_once(':') {
             Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
-            _ => return Err(format!("{what}: coordinator_addr must be host:port")),
+            _ => return Err(ConfigError::Invalid("coordinator_addr must be host:port".into()).within(what)),
         }
         Ok(cfg)
     }

@@ -41,7 +41,7 @@ pub enum Error {
     /// The party's data could not be loaded.
     #[error(transparent)]
     Data(#[from] tessera_common::data::DataError),
-    /// The configuration is inconsistent with the data (e.g. the reason dictionary).
-    #[error("{0}")]
-    Config(String),
+    /// The reason dictionary does not fit the data.
+    #[error(transparent)]
+    Reasons(#[from] reasons::ReasonError),
 }

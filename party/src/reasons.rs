@@ -32,50 +32,58 @@ fn valid_code(c: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'))
 }
 
+/// Why a configured reason dictionary does not fit the data; the message names the entry.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ReasonError(pub String);
+
 impl ReasonDictionary {
     /// Binds configured reasons to the columns named `features` (the data's header order).
     ///
     /// # Errors
-    /// A message naming the bad entry: invalid or repeated code, over-long text, unknown or
-    /// repeated column.
-    pub fn from_config(reasons: &[ReasonConfig], features: &[String]) -> Result<Self, String> {
+    /// [`ReasonError`] naming the bad entry: invalid or repeated code, over-long text, unknown
+    /// or repeated column.
+    pub fn from_config(reasons: &[ReasonConfig], features: &[String]) -> Result<Self, ReasonError> {
         let mut entries = Vec::with_capacity(reasons.len());
         let mut used = vec![false; features.len()];
         for r in reasons {
             if !valid_code(&r.code) {
-                return Err(format!(
+                return Err(ReasonError(format!(
                     "reason code {:?}: 1-16 characters of A-Z 0-9 _ -",
                     r.code
-                ));
+                )));
             }
             if entries
                 .iter()
                 .any(|(c, _): &(ReasonCode, Vec<usize>)| c.code == r.code)
             {
-                return Err(format!("reason code {} appears twice", r.code));
+                return Err(ReasonError(format!("reason code {} appears twice", r.code)));
             }
             if r.text.trim().is_empty()
                 || r.text.chars().count() > 120
                 || r.text.chars().any(char::is_control)
             {
-                return Err(format!(
+                return Err(ReasonError(format!(
                     "reason {}: text must be 1-120 printable characters",
                     r.code
-                ));
+                )));
             }
             if r.features.is_empty() {
-                return Err(format!("reason {}: lists no feature", r.code));
+                return Err(ReasonError(format!("reason {}: lists no feature", r.code)));
             }
             let mut cols = Vec::with_capacity(r.features.len());
             for f in &r.features {
                 let Some(c) = features.iter().position(|n| n == f) else {
-                    return Err(format!("reason {}: no feature column {f:?} in the data", r.code));
+                    return Err(ReasonError(format!(
+                        "reason {}: no feature column {f:?} in the data",
+                        r.code
+                    )));
                 };
                 if std::mem::replace(&mut used[c], true) {
-                    return Err(format!(
+                    return Err(ReasonError(format!(
                         "reason {}: column {f:?} already belongs to a reason",
                         r.code
-                    ));
+                    )));
                 }
                 cols.push(c);
             }
@@ -186,7 +194,7 @@ mod tests {
             (vec![cfg("A", &[])], "no feature"),
         ] {
             let e = ReasonDictionary::from_config(&bad, &n).unwrap_err();
-            assert!(e.contains(needle), "{e}");
+            assert!(e.to_string().contains(needle), "{e}");
         }
         let per = ReasonDictionary::per_column(&n);
         assert_eq!(per.published()[1].code, "F02");

@@ -7,6 +7,7 @@
 //! Example with prefix `TESSERA_PARTY`: `TESSERA_PARTY__DATA__PATH=/data/bank.csv` sets
 //! `[data] path`.
 
+use super::ConfigError;
 use toml::{Table, Value};
 
 /// Why an override could not be applied.
@@ -74,25 +75,34 @@ pub fn apply(
 /// the working directory without a file).
 ///
 /// # Errors
-/// A message naming the file or variable and the problem.
+/// [`ConfigError`] naming the file or variable and the problem.
 pub fn load<T: serde::de::DeserializeOwned>(
     path: Option<&std::path::Path>,
     prefix: &str,
-) -> Result<(T, std::path::PathBuf), String> {
+) -> Result<(T, std::path::PathBuf), ConfigError> {
     let (mut doc, base) = match path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            let doc: Table = text.parse().map_err(|e| format!("{}: {e}", p.display()))?;
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?;
+            let doc: Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Parse {
+                what: p.display().to_string(),
+                message: e.to_string(),
+            })?;
             let base = p.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
             (doc, base)
         }
         None => (Table::new(), std::path::PathBuf::from(".")),
     };
-    apply(&mut doc, prefix, std::env::vars()).map_err(|e| e.to_string())?;
+    apply(&mut doc, prefix, std::env::vars())?;
     let what = path.map_or_else(|| format!("{prefix}__* environment"), |p| p.display().to_string());
     let cfg = Value::Table(doc)
         .try_into()
-        .map_err(|e: toml::de::Error| format!("{what}: {e}"))?;
+        .map_err(|e: toml::de::Error| ConfigError::Parse {
+            what,
+            message: e.to_string(),
+        })?;
     Ok((cfg, base))
 }
 

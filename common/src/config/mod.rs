@@ -5,11 +5,64 @@
 
 pub mod env;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::wire::FrameLimits;
+
+/// Why a configuration cannot be used. Every message names the file or variable and the
+/// setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not TOML, or not the shape of the configuration (unknown key, wrong type).
+    #[error("{what}: {message}")]
+    Parse {
+        /// The file, or the environment.
+        what: String,
+        /// What the parser said.
+        message: String,
+    },
+    /// An environment override is malformed.
+    #[error(transparent)]
+    Env(#[from] env::EnvError),
+    /// A setting is out of range or inconsistent with another; the message names it.
+    #[error("{0}")]
+    Invalid(String),
+    /// `source`, found in `what` (a file or the environment).
+    #[error("{what}: {source}")]
+    In {
+        /// The file, or the environment.
+        what: String,
+        /// The problem.
+        source: Box<ConfigError>,
+    },
+}
+
+impl ConfigError {
+    /// This error, found in `what`.
+    pub fn within(self, what: impl Into<String>) -> Self {
+        ConfigError::In {
+            what: what.into(),
+            source: Box::new(self),
+        }
+    }
+}
+
+impl From<crate::model::scorecard::ScaleError> for ConfigError {
+    fn from(e: crate::model::scorecard::ScaleError) -> Self {
+        ConfigError::Invalid(e.to_string())
+    }
+}
 
 /// Timeouts and limits of the QUIC transport. Every field has a default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,8 +151,8 @@ impl TransportSettings {
     /// Checks that the values make sense together.
     ///
     /// # Errors
-    /// A message naming the first offending field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`ConfigError::Invalid`] naming the first offending field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let positive = [
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("request_timeout_ms", self.request_timeout_ms),
@@ -112,13 +165,19 @@ impl TransportSettings {
             ("reload_interval_ms", self.reload_interval_ms),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(format!("transport.{name} must be greater than 0"));
+            return Err(ConfigError::Invalid(format!(
+                "transport.{name} must be greater than 0"
+            )));
         }
         if self.keep_alive_ms >= self.idle_timeout_ms {
-            return Err("transport.keep_alive_ms must be less than transport.idle_timeout_ms".into());
+            return Err(ConfigError::Invalid(
+                "transport.keep_alive_ms must be less than transport.idle_timeout_ms".into(),
+            ));
         }
         if self.reconnect_max_ms < self.reconnect_min_ms {
-            return Err("transport.reconnect_max_ms must be at least transport.reconnect_min_ms".into());
+            return Err(ConfigError::Invalid(
+                "transport.reconnect_max_ms must be at least transport.reconnect_min_ms".into(),
+            ));
         }
         Ok(())
     }

@@ -8,6 +8,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Why a score scale is unusable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ScaleError(pub String);
+
 /// Parameters of the score scale.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -89,10 +94,12 @@ impl ScoreScale {
     /// Checks that the parameters define a usable scale.
     ///
     /// # Errors
-    /// A message naming the problem.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`ScaleError`] naming the problem.
+    pub fn validate(&self) -> Result<(), ScaleError> {
         if !(self.pdo > 0.0 && self.base_odds > 0.0 && self.min_score < self.max_score) {
-            return Err("score scale needs pdo > 0, base_odds > 0 and min_score < max_score".into());
+            return Err(ScaleError(
+                "score scale needs pdo > 0, base_odds > 0 and min_score < max_score".into(),
+            ));
         }
         if ![
             self.pdo,
@@ -104,24 +111,30 @@ impl ScoreScale {
         .iter()
         .all(|v| v.is_finite())
         {
-            return Err("score scale parameters must be finite".into());
+            return Err(ScaleError("score scale parameters must be finite".into()));
         }
         match self.bands.first() {
-            None => return Err("score.bands needs at least one band".into()),
+            None => return Err(ScaleError("score.bands needs at least one band".into())),
             Some(b) if f64::from(b.min_score) > self.min_score => {
-                return Err("the first of score.bands must start at or below min_score".into());
+                return Err(ScaleError(
+                    "the first of score.bands must start at or below min_score".into(),
+                ));
             }
             _ => {}
         }
         if !self.bands.windows(2).all(|w| w[0].min_score < w[1].min_score) {
-            return Err("score.bands must be in strictly ascending min_score order".into());
+            return Err(ScaleError(
+                "score.bands must be in strictly ascending min_score order".into(),
+            ));
         }
         if self
             .bands
             .iter()
             .any(|b| b.name.is_empty() || b.name.len() > 32 || b.name.chars().any(char::is_control))
         {
-            return Err("score.bands names must be 1-32 printable characters".into());
+            return Err(ScaleError(
+                "score.bands names must be 1-32 printable characters".into(),
+            ));
         }
         Ok(())
     }

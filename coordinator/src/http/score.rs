@@ -63,7 +63,7 @@ pub(super) async fn score(
     let started = Instant::now();
     let req: ScoreRequest = read_body(body, "{\"customer_id\": \"...\"}", &request_id)?;
     validate_id(&req.customer_id)
-        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m, &request_id))?;
+        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m.to_string(), &request_id))?;
     let _slot = scoring_slot(&state, &request_id)?;
     match state.serving.score(&req.customer_id, &request_id).await {
         Ok(s) => {
@@ -152,7 +152,7 @@ pub(super) async fn score_batch(
                 result: None,
                 error: Some(ErrorDetail {
                     code: "bad_request".into(),
-                    message: m,
+                    message: m.to_string(),
                     request_id: request_id.clone(),
                 }),
             });

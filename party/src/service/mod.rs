@@ -68,7 +68,7 @@ impl PartyService {
     /// configured) and builds the service.
     ///
     /// # Errors
-    /// [`crate::Error::Data`] if the data cannot be loaded, [`crate::Error::Config`] if the
+    /// [`crate::Error::Data`] if the data cannot be loaded, [`crate::Error::Reasons`] if the
     /// reason dictionary does not fit the data.
     pub fn from_config(cfg: &crate::config::PartyConfig) -> Result<Self, crate::Error> {
         let opts = tessera_common::data::LoadOptions {
@@ -82,7 +82,7 @@ impl PartyService {
             tracing::warn!("no reasons configured: reason codes are one per feature column (F01...)");
             ReasonDictionary::per_column(&data.feature_names)
         } else {
-            ReasonDictionary::from_config(&cfg.reasons, &data.feature_names).map_err(crate::Error::Config)?
+            ReasonDictionary::from_config(&cfg.reasons, &data.feature_names)?
         };
         Ok(Self::new(
             cfg.party_id.clone(),

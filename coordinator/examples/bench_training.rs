@@ -98,6 +98,7 @@ async fn main() -> Result<()> {
         let pcfg = PartyConfig {
             party_id: name.clone(),
             coordinator_addr: coordinator.quic_addr.to_string(),
+            coordinator_discovery: Default::default(),
             coordinator_name: "localhost".into(),
             tls_dir: tls,
             model_dir: dir.path().join(format!("models-{name}")),

@@ -168,7 +168,7 @@ impl Coordinator {
         let quic_addr = listener.local_addr()?;
         let registry = Registry::new(config.transport.clone(), metrics.clone());
         for (party, handler) in local.iter().flat_map(InMemory::handlers) {
-            registry.insert(party.clone(), Link::in_memory(handler.clone()), None, None);
+            registry.insert(party.clone(), Link::in_memory(handler.clone()), None, None, 0);
         }
         let serving = Serving::new(
             registry,

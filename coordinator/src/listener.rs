@@ -35,9 +35,11 @@ pub async fn run(listener: Listener, serving: Arc<Serving>, mut shutdown: Shutdo
         connections.spawn(async move {
             let remote = incoming.remote_address();
             let settings = serving.registry().settings().clone();
-            let accepted = incoming.accept(serving.parties(), &settings).await;
+            let registry = serving.registry().clone();
+            let live = move |p: &tessera_common::wire::PartyId| registry.live_instance(p);
+            let accepted = incoming.accept(serving.parties(), &live, &settings).await;
             drop(permit);
-            let (link, party) = match accepted {
+            let (link, party, instance) = match accepted {
                 Ok(x) => x,
                 Err(e) => {
                     warn!(%remote, error = %e, "refused a connection");
@@ -58,7 +60,10 @@ pub async fn run(listener: Listener, serving: Arc<Serving>, mut shutdown: Shutdo
                     None
                 }
             };
-            serving.registry().insert(party.clone(), link.clone(), model, cert);
+            if !serving.registry().insert(party.clone(), link.clone(), model, cert, instance) {
+                warn!(party = %party, %remote, "refused a second live connection for this party (another process holds it)");
+                return;
+            }
             tokio::select! {
                 reason = link.closed() => warn!(party = %party, %reason, "party disconnected"),
                 _ = shutdown.recv() => {}

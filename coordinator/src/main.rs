@@ -35,7 +35,15 @@ enum Cmd {
         #[arg(long, env = "TESSERA_TRAIN_IF_NONE")]
         train_if_none: bool,
     },
-    /// Wait for every party, train a model, save it, and exit.
+    /// Check the configuration (file and environment) and exit: 0 if it can be used, 1 with
+    /// the problem otherwise. Starts nothing and opens no socket.
+    CheckConfig {
+        /// Configuration file (TOML); keys can also come from the environment, as for `serve`.
+        #[arg(long, env = "TESSERA_COORDINATOR_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Wait for every party, train a model, save it, and exit. Exits non-zero if training
+    /// fails or is interrupted (no model is saved then).
     Train {
         /// Configuration file (TOML); keys can also come from the environment, as for `serve`.
         #[arg(long, env = "TESSERA_COORDINATOR_CONFIG")]
@@ -47,9 +55,7 @@ enum Cmd {
 }
 
 fn load(path: Option<&std::path::Path>) -> Result<CoordinatorConfig> {
-    CoordinatorConfig::load_with_env(path)
-        .map_err(anyhow::Error::msg)
-        .context("loading coordinator configuration")
+    CoordinatorConfig::load_with_env(path).context("loading coordinator configuration")
 }
 
 fn log_epoch(r: &tessera_coordinator::train::EpochReport) {
@@ -162,11 +168,29 @@ async fn main() -> Result<()> {
             let c = Coordinator::start(load(config.as_deref())?)
                 .await
                 .context("starting coordinator")?;
-            tokio::select! {
-                r = train_now(&c, model_id) => r?,
-                _ = tessera_common::shutdown::wait_for_signal() => info!("interrupted"),
-            }
+            let outcome = tokio::select! {
+                r = train_now(&c, model_id) => r,
+                _ = tessera_common::shutdown::wait_for_signal() => {
+                    Err(anyhow::anyhow!("interrupted before training finished: no model was saved"))
+                }
+            };
             c.shutdown().await;
+            outcome?;
+        }
+        Cmd::CheckConfig { config } => {
+            let c = load(config.as_deref())?;
+            println!(
+                "configuration OK: {} parties ({}), QUIC {}, HTTP {}, models in {}",
+                c.parties.len(),
+                c.parties
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                c.listen_quic,
+                c.listen_http,
+                c.model_dir.display()
+            );
         }
     }
     Ok(())

@@ -23,6 +23,8 @@ struct Member {
     unresponsive: bool,
     /// The party's certificate on this connection.
     cert: Option<CertInfo>,
+    /// The party process on the other end (see [`tessera_common::protocol::handshake::admit`]).
+    instance: u64,
 }
 
 /// The connected parties.
@@ -82,18 +84,38 @@ impl Registry {
     /// certificate. An older connection of the same party is not cut: requests already on it
     /// finish, and it is closed after `training_timeout_ms` unless the party closes it first
     /// (as it does after reconnecting with a rotated certificate).
-    pub fn insert(&self, party: PartyId, link: Link, model: Option<String>, cert: Option<CertInfo>) {
+    ///
+    /// One identity, one live party: if the current connection is live and comes from another
+    /// process (`instance`), `link` is closed with [`CloseReason::Duplicate`] instead (two
+    /// processes that passed the handshake check at the same moment), and `false` returned.
+    pub fn insert(
+        &self,
+        party: PartyId,
+        link: Link,
+        model: Option<String>,
+        cert: Option<CertInfo>,
+        instance: u64,
+    ) -> bool {
         let member = Member {
             link,
             model,
             unresponsive: false,
             cert,
+            instance,
         };
-        let old = self
-            .links
-            .write()
-            .ok()
-            .and_then(|mut m| m.insert(party.clone(), member));
+        let Ok(mut links) = self.links.write() else {
+            return false;
+        };
+        if let Some(current) = links.get(&party)
+            && current.instance != instance
+            && !current.link.is_closed()
+            && !current.unresponsive
+        {
+            member.link.close(CloseReason::Duplicate);
+            return false;
+        }
+        let old = links.insert(party.clone(), member);
+        drop(links);
         if let Some(old) = old {
             let grace = self.settings.training_timeout();
             tokio::spawn(async move {
@@ -107,6 +129,16 @@ impl Registry {
             .party_connected
             .with_label_values(&[party.as_str()])
             .set(1);
+        true
+    }
+
+    /// The process instance of the party's current connection, if it is live.
+    pub fn live_instance(&self, party: &PartyId) -> Option<u64> {
+        self.links.read().ok().and_then(|m| {
+            m.get(party)
+                .filter(|l| !l.link.is_closed() && !l.unresponsive)
+                .map(|l| l.instance)
+        })
     }
 
     /// Closes and forgets connections whose peer certificate is revoked (serial in `revoked`)

@@ -226,13 +226,26 @@ async fn party_loss_degrades_quickly_and_recovery_needs_no_coordinator_restart()
     fed.coordinator.train(Some("m1".into()), |_| {}).await.unwrap();
     assert_eq!(fed.score("25115").await.0, 200);
 
-    // Kill the host party.
+    // Kill the host party: readiness names it, but stays ready (one bank is enough by
+    // default), so a load balancer keeps sending scoring requests.
     fed.host.take().unwrap().stop().await;
     let url = format!("{}/readyz", fed.base);
-    assert_eq!(
-        poll_status(&fed.client, &url, 503, Duration::from_secs(5)).await,
-        503
-    );
+    let t0 = Instant::now();
+    let ready = loop {
+        let r = fed.client.get(&url).send().await.unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        if v["missing_parties"] == serde_json::json!(["bank-b"]) {
+            assert_eq!(status, 200, "{v}");
+            break v;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "bank-b never reported missing: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ready["degraded"], true, "{ready}");
     // Scoring goes on without it, flagged degraded, within the request timeout.
     let t0 = Instant::now();
     let (status, body) = fed.score("25115").await;
@@ -264,12 +277,10 @@ async fn party_loss_degrades_quickly_and_recovery_needs_no_coordinator_restart()
         "host",
     ));
     assert!(host.connects_within(Duration::from_secs(10)).await);
-    assert_eq!(
-        poll_status(&fed.client, &url, 200, Duration::from_secs(10)).await,
-        200
-    );
+    assert!(poll_ready_full(&fed.client, &url, Duration::from_secs(10)).await);
     let (status, body) = fed.score("25115").await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["degraded"], false, "{body}");
     fed.host = Some(host);
 
     let Fed {

@@ -53,6 +53,7 @@ async fn four_banks_train_through_psi_and_score_with_partial_overlap() {
         let mut p = start_party(PartyConfig {
             party_id: pid(bank),
             coordinator_addr: coordinator.quic_addr.to_string(),
+            coordinator_discovery: Default::default(),
             coordinator_name: "localhost".into(),
             tls_dir: tls,
             model_dir: pki.path(&format!("models-{bank}")),

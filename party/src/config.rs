@@ -18,8 +18,14 @@ pub struct PartyConfig {
     /// This party's id; must match the identity in its certificate.
     pub party_id: PartyId,
     /// Where the coordinator's QUIC endpoint is: `host:port` or `ip:port` (names are resolved
-    /// on every connection attempt, IPv4 preferred).
+    /// on every connection attempt, IPv4 preferred). With `coordinator_discovery = "every"`,
+    /// a comma-separated list of such entries is allowed too.
     pub coordinator_addr: String,
+    /// `"one"` (default): one connection, to the first address `coordinator_addr` resolves
+    /// to. `"every"`: one connection to every address every entry resolves to (the replicas
+    /// behind a headless Service), re-resolved every `transport.reload_interval_ms`.
+    #[serde(default)]
+    pub coordinator_discovery: Discovery,
     /// Name the coordinator's certificate must carry (a DNS SAN). Default `localhost`.
     #[serde(default = "default_server_name")]
     pub coordinator_name: String,
@@ -43,6 +49,17 @@ pub struct PartyConfig {
     /// code per feature column (`F01`…, text "Value of <column>").
     #[serde(default)]
     pub reasons: Vec<crate::reasons::ReasonConfig>,
+}
+
+/// How a party finds the coordinator's replicas.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Discovery {
+    /// One connection to one address.
+    #[default]
+    One,
+    /// One connection to every address found.
+    Every,
 }
 
 fn default_server_name() -> String {
@@ -128,9 +145,22 @@ impl PartyConfig {
         }
         let what = path.map_or_else(|| format!("{ENV_PREFIX}__*"), |p| p.display().to_string());
         cfg.transport.validate().map_err(|e| e.within(what.clone()))?;
-        match cfg.coordinator_addr.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
-            _ => return Err(ConfigError::Invalid("coordinator_addr must be host:port".into()).within(what)),
+        let entries: Vec<&str> = cfg.coordinator_addr.split(',').map(str::trim).collect();
+        if entries.len() > 1 && cfg.coordinator_discovery == Discovery::One {
+            return Err(ConfigError::Invalid(
+                "coordinator_addr lists several addresses: set coordinator_discovery = \"every\"".into(),
+            )
+            .within(what));
+        }
+        for e in entries {
+            match e.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+                _ => {
+                    return Err(
+                        ConfigError::Invalid("coordinator_addr must be host:port".into()).within(what)
+                    );
+                }
+            }
         }
         Ok(cfg)
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tessera_party::config::PartyConfig;
 use tessera_party::run::{LinkState, run};
 use tessera_party::service::PartyService;
@@ -19,17 +19,35 @@ use tracing::info;
 struct Cli {
     /// Configuration file (TOML). Optional: every key can also be set by a
     /// `TESSERA_PARTY__<KEY>` environment variable (`__` between nested keys).
-    #[arg(long, env = "TESSERA_PARTY_CONFIG")]
+    #[arg(long, env = "TESSERA_PARTY_CONFIG", global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check the configuration (file and environment) and exit: 0 if it can be used, 1 with
+    /// the problem otherwise. Loads no data and opens no socket.
+    CheckConfig,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     tessera_common::logging::init();
     let cli = Cli::parse();
-    let config = PartyConfig::load_with_env(cli.config.as_deref())
-        .map_err(anyhow::Error::msg)
-        .context("loading party configuration")?;
+    let config = PartyConfig::load_with_env(cli.config.as_deref()).context("loading party configuration")?;
+    if let Some(Cmd::CheckConfig) = cli.cmd {
+        println!(
+            "configuration OK: party {}, coordinator {} ({}), data {}, models in {}",
+            config.party_id,
+            config.coordinator_addr,
+            config.coordinator_name,
+            config.data.path.display(),
+            config.model_dir.display()
+        );
+        return Ok(());
+    }
     let service = PartyService::from_config(&config).context("loading party data")?;
     info!(party = %config.party_id, rows = service.rows(), features = service.n_features(), labels = service.has_labels(), "data loaded");
     let service = Arc::new(service);
@@ -45,12 +63,21 @@ async fn main() -> Result<()> {
         });
         info!(%addr, "serving /metrics and /healthz");
     }
-    let task = tokio::spawn(run(config, service, shutdown, state, metrics));
-    tessera_common::shutdown::wait_for_signal().await;
-    info!("shutting down");
-    trigger.trigger();
-    task.await
-        .context("party task panicked")?
-        .context("party failed")?;
+    let mut task = tokio::spawn(run(config, service, shutdown, state, metrics));
+    // The driver ends by itself only on a setup error (unusable TLS material, no socket):
+    // exit non-zero at once instead of idling with a healthy-looking /healthz.
+    let ended = tokio::select! {
+        r = &mut task => Some(r),
+        _ = tessera_common::shutdown::wait_for_signal() => None,
+    };
+    let result = match ended {
+        Some(r) => r,
+        None => {
+            info!("shutting down");
+            trigger.trigger();
+            task.await
+        }
+    };
+    result.context("party task panicked")?.context("party failed")?;
     Ok(())
 }

@@ -1,16 +1,26 @@
 //! The party's driver: dial the coordinator, keep the connection up with backoff, and answer
 //! every request stream the coordinator opens.
+//!
+//! With `coordinator_discovery = "one"` (the default) the party keeps one connection, to the
+//! first address `coordinator_addr` resolves to. With `"every"` it keeps one connection to
+//! every address that every entry of `coordinator_addr` resolves to (the replicas behind a
+//! headless Service), re-resolving every `reload_interval_ms`: a replica that appears is
+//! dialled, one that disappears is let go.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rand::Rng;
 use tessera_common::config::Backoff;
-use tessera_common::shutdown::Shutdown;
+use tessera_common::shutdown::{self, Shutdown, ShutdownTrigger};
 use tessera_common::transport::{self, CloseReason, Dialer, Link, Observer, TlsMaterial};
 use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use crate::config::PartyConfig;
+use crate::config::{Discovery, PartyConfig};
 use crate::metrics::PartyMetrics;
 use crate::service::PartyService;
 
@@ -19,7 +29,8 @@ use crate::service::PartyService;
 pub enum LinkState {
     /// Not connected; dialling or backing off.
     Disconnected,
-    /// Connected and welcomed by the coordinator.
+    /// Connected and welcomed by the coordinator (by at least one replica, with discovery
+    /// `"every"`).
     Connected,
 }
 
@@ -44,65 +55,83 @@ pub async fn run(
         &material,
         &config.transport,
     )?;
-    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<TlsMaterial>(4);
+    let (reload_tx, reload_rx) = watch::channel::<Option<TlsMaterial>>(None);
     let watcher = tokio::spawn(transport::reload::watch(
         paths,
         config.transport.reload_interval(),
         shutdown.clone(),
         move |m| {
-            let _ = reload_tx.try_send(m);
+            reload_tx.send_replace(Some(m));
         },
     ));
-    let mut backoff = Backoff::new(&config.transport);
-    let mut driver = Driver {
+    let shared = Arc::new(Shared {
         in_flight: Arc::new(Semaphore::new(config.limits.max_in_flight.max(1))),
         observe: observer(&metrics),
-        own_serial: material.leaf_info.serial.clone(),
-        config,
+        instance: rand::random(),
+        connections: AtomicUsize::new(0),
+        state,
+        metrics,
         service,
+    });
+    let driver = Driver {
+        own_serial: material.leaf_info.serial.clone(),
+        target: None,
+        config,
+        shared,
         dialer,
         reload_rx,
-        metrics,
     };
-    while !shutdown.is_shutdown() {
-        let attempt = tokio::select! {
-            r = driver.dial() => r,
-            _ = shutdown.recv() => break,
-        };
-        let ended = match attempt {
-            Ok((link, _welcome)) => {
-                backoff.reset();
-                state.send_replace(LinkState::Connected);
-                let ended = driver.connected(link, &mut shutdown).await;
-                state.send_replace(LinkState::Disconnected);
-                driver.metrics.connected.set(0);
-                ended
-            }
-            Err(e) => {
-                driver.failed(&e);
-                Ended::Failed
-            }
-        };
-        if ended == Ended::Shutdown {
-            break;
-        }
-        let delay = backoff.next_delay(rand::thread_rng().r#gen());
-        debug!(?delay, "reconnecting after delay");
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.recv() => break,
-        }
-        if ended == Ended::Failed {
-            // New TLS material may be why we failed: apply it before the next attempt.
-            while let Ok(m) = driver.reload_rx.try_recv() {
-                driver.apply(&m);
-            }
-        }
+    match driver.config.coordinator_discovery {
+        Discovery::One => driver.run(shutdown.clone()).await,
+        Discovery::Every => supervise(driver, &mut shutdown).await,
     }
     watcher.abort();
-    driver.dialer.shut_down(CloseReason::Shutdown).await;
-    info!(party = %driver.service.id(), "party stopped");
     Ok(())
+}
+
+/// With discovery `"every"`: one driver per address the coordinator's entries resolve to,
+/// re-resolved every reload interval, until shutdown.
+async fn supervise(template: Driver, shutdown: &mut Shutdown) {
+    let mut drivers: BTreeMap<SocketAddr, (ShutdownTrigger, JoinHandle<()>)> = BTreeMap::new();
+    let every = template.config.transport.reload_interval();
+    loop {
+        match transport::resolve_all(&template.config.coordinator_addr).await {
+            Ok(found) => {
+                drivers.retain(|addr, (trigger, _)| {
+                    let keep = found.contains(addr);
+                    if !keep {
+                        info!(coordinator = %addr, "coordinator replica gone from discovery; letting it go");
+                        trigger.trigger();
+                    }
+                    keep
+                });
+                for addr in found {
+                    if drivers.contains_key(&addr) {
+                        continue;
+                    }
+                    info!(coordinator = %addr, "coordinator replica discovered");
+                    let (trigger, child) = shutdown::channel();
+                    let driver = template.clone_for(addr);
+                    let task = tokio::spawn(async move { driver.run(child).await });
+                    drivers.insert(addr, (trigger, task));
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot resolve the coordinator's replicas; keeping the current ones")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.recv() => break,
+        }
+    }
+    for (trigger, _) in drivers.values() {
+        trigger.trigger();
+    }
+    for (_, (_, task)) in drivers {
+        let _ = task.await;
+    }
+    template.dialer.shut_down(CloseReason::Shutdown).await;
 }
 
 /// How a connection (or an attempt at one) ended.
@@ -116,17 +145,47 @@ enum Ended {
     Shutdown,
 }
 
-/// The party's side of the connection: dialling, serving, and applying reloaded TLS material.
-struct Driver {
-    config: PartyConfig,
+/// What every connection of the party shares.
+struct Shared {
     service: Arc<PartyService>,
-    dialer: Dialer,
-    own_serial: String,
-    reload_rx: tokio::sync::mpsc::Receiver<TlsMaterial>,
     metrics: PartyMetrics,
     /// Requests handled at once, across every connection.
     in_flight: Arc<Semaphore>,
     observe: Observer,
+    /// This process's instance number, sent in every hello.
+    instance: u64,
+    /// Live connections (one per coordinator replica).
+    connections: AtomicUsize,
+    state: watch::Sender<LinkState>,
+}
+
+impl Shared {
+    /// Counts a connection up or down and publishes the state.
+    fn connection(&self, up: bool) {
+        let n = if up {
+            self.connections.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            self.connections.fetch_sub(1, Ordering::SeqCst).saturating_sub(1)
+        };
+        self.metrics.connected.set(n as i64);
+        self.state.send_replace(if n > 0 {
+            LinkState::Connected
+        } else {
+            LinkState::Disconnected
+        });
+    }
+}
+
+/// The party's side of one coordinator connection: dialling, serving, and applying reloaded
+/// TLS material.
+struct Driver {
+    config: PartyConfig,
+    shared: Arc<Shared>,
+    /// A fixed coordinator address (discovery `"every"`), else resolved on every attempt.
+    target: Option<SocketAddr>,
+    dialer: Dialer,
+    own_serial: String,
+    reload_rx: watch::Receiver<Option<TlsMaterial>>,
 }
 
 /// Records each answered request's latency and outcome in the party's metrics.
@@ -143,14 +202,79 @@ fn observer(metrics: &PartyMetrics) -> Observer {
 }
 
 impl Driver {
+    /// A driver for the replica at `addr`, with this driver's TLS state.
+    fn clone_for(&self, addr: SocketAddr) -> Driver {
+        Driver {
+            config: self.config.clone(),
+            shared: self.shared.clone(),
+            target: Some(addr),
+            dialer: self.dialer.clone(),
+            own_serial: self.own_serial.clone(),
+            reload_rx: self.reload_rx.clone(),
+        }
+    }
+
+    /// Dials, serves and reconnects with backoff until `shutdown`.
+    async fn run(mut self, mut shutdown: Shutdown) {
+        let mut backoff = Backoff::new(&self.config.transport);
+        while !shutdown.is_shutdown() {
+            let attempt = tokio::select! {
+                r = self.dial() => r,
+                _ = shutdown.recv() => break,
+            };
+            let ended = match attempt {
+                Ok((link, _welcome)) => {
+                    backoff.reset();
+                    self.shared.connection(true);
+                    let ended = self.connected(link, &mut shutdown).await;
+                    self.shared.connection(false);
+                    ended
+                }
+                Err(e) => {
+                    self.failed(&e);
+                    Ended::Failed
+                }
+            };
+            if ended == Ended::Shutdown {
+                break;
+            }
+            let delay = backoff.next_delay(rand::thread_rng().r#gen());
+            debug!(?delay, "reconnecting after delay");
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.recv() => break,
+            }
+            // New TLS material may be why we failed: apply it before the next attempt.
+            if ended == Ended::Failed && self.reload_rx.has_changed().unwrap_or(false) {
+                let m = self.reload_rx.borrow_and_update().clone();
+                if let Some(m) = m {
+                    self.apply(&m);
+                }
+            }
+        }
+        if self.target.is_none() {
+            self.dialer.shut_down(CloseReason::Shutdown).await;
+        }
+        info!(party = %self.shared.service.id(), coordinator = %self.where_to(), "stopped");
+    }
+
+    fn where_to(&self) -> String {
+        self.target
+            .map_or_else(|| self.config.coordinator_addr.clone(), |a| a.to_string())
+    }
+
     /// Resolves the coordinator's address (every attempt: it may have moved) and connects.
     async fn dial(&self) -> Result<(Link, tessera_common::wire::Welcome), transport::TransportError> {
-        let addr = transport::resolve(&self.config.coordinator_addr).await?;
+        let addr = match self.target {
+            Some(a) => a,
+            None => transport::resolve(&self.config.coordinator_addr).await?,
+        };
         self.dialer
             .connect(
                 addr,
                 &self.config.coordinator_name,
-                self.service.id(),
+                self.shared.service.id(),
+                self.shared.instance,
                 &self.config.transport,
             )
             .await
@@ -158,10 +282,11 @@ impl Driver {
 
     /// Logs a failed attempt, louder when retrying cannot help.
     fn failed(&self, e: &transport::TransportError) {
+        let (party, coordinator) = (self.shared.service.id(), self.where_to());
         if e.is_permanent() {
-            error!(party = %self.service.id(), error = %e, "coordinator refused this party; fix configuration or certificates (will keep retrying)");
+            error!(%party, %coordinator, error = %e, "coordinator refused this party; fix configuration or certificates (will keep retrying)");
         } else {
-            warn!(party = %self.service.id(), error = %e, "cannot reach coordinator");
+            warn!(%party, %coordinator, error = %e, "cannot connect to the coordinator");
         }
     }
 
@@ -169,10 +294,10 @@ impl Driver {
     fn serve(&self, link: &Link) {
         tokio::spawn(transport::serve(
             link.clone(),
-            self.service.clone(),
+            self.shared.service.clone(),
             self.config.transport.clone(),
-            self.in_flight.clone(),
-            self.observe.clone(),
+            self.shared.in_flight.clone(),
+            self.shared.observe.clone(),
         ));
     }
 
@@ -180,19 +305,19 @@ impl Driver {
     /// revoked or expired coordinator certificate closes the connection; a rotated own
     /// certificate connects again before the old connection is let go (make before break).
     async fn connected(&mut self, mut current: Link, shutdown: &mut Shutdown) -> Ended {
-        info!(party = %self.service.id(), coordinator = %self.config.coordinator_addr, "connected to coordinator");
-        self.metrics.connected.set(1);
-        self.metrics.set_peer_cert(current.peer_certificate());
+        info!(party = %self.shared.service.id(), coordinator = %self.where_to(), "connected to coordinator");
+        self.shared.metrics.set_peer_cert(current.peer_certificate());
         self.serve(&current);
         loop {
             tokio::select! {
                 reason = current.closed() => {
-                    info!(%reason, "connection to coordinator closed");
+                    info!(%reason, coordinator = %self.where_to(), "connection to coordinator closed");
                     return Ended::Closed;
                 }
-                Some(m) = self.reload_rx.recv() => {
+                Ok(()) = self.reload_rx.changed() => {
+                    let Some(m) = self.reload_rx.borrow_and_update().clone() else { continue };
                     let rotated = self.apply(&m);
-                    self.metrics.set_own_cert(m.leaf_info.clone());
+                    self.shared.metrics.set_own_cert(m.leaf_info.clone());
                     let revoked = m.revoked_serials();
                     let coordinator_bad = current.peer_certificate()
                         .is_some_and(|c| revoked.contains(&c.serial) || c.not_after < transport::unix_now());
@@ -221,7 +346,7 @@ impl Driver {
             Ok((new, _)) => {
                 info!("reconnected with the rotated certificate");
                 self.serve(&new);
-                self.metrics.set_peer_cert(new.peer_certificate());
+                self.shared.metrics.set_peer_cert(new.peer_certificate());
                 let grace = self.config.transport.request_timeout() * 2;
                 tokio::spawn(async move {
                     tokio::time::sleep(grace).await;

@@ -9,12 +9,35 @@ use tessera_certs::Identity;
 use crate::protocol::ProtocolError;
 use crate::wire::{Hello, Message, PROTOCOL_VERSION, PartyId, Reject, RejectCode, Welcome};
 
-/// The hello a party sends first.
-pub fn hello(party_id: &PartyId) -> Hello {
+/// The hello a party sends first; `instance` is drawn once per party process.
+pub fn hello(party_id: &PartyId, instance: u64) -> Hello {
     Hello {
         protocol_version: PROTOCOL_VERSION,
         party_id: party_id.clone(),
         software: format!("tessera-party {}", env!("CARGO_PKG_VERSION")),
+        instance,
+    }
+}
+
+/// One identity, one live party: the coordinator's decision on an accepted [`Hello`] given the
+/// process instance of the party's current live connection, if any. A new connection of the
+/// same process (a reconnect, or the second connection of a certificate rotation) replaces the
+/// old one; a connection from another process is refused while the current one lives, so a
+/// stale or standby process cannot take over a party in the middle of a run. It is admitted
+/// as soon as the live connection is gone (the standby takes over).
+///
+/// # Errors
+/// A [`Reject`] with [`RejectCode::AlreadyConnected`].
+pub fn admit(hello: &Hello, live_instance: Option<u64>) -> Result<(), Reject> {
+    match live_instance {
+        Some(live) if live != hello.instance => Err(Reject {
+            code: RejectCode::AlreadyConnected,
+            message: format!(
+                "party {} is already connected from another process; one live connection per identity (retrying: this process takes over when that one goes)",
+                hello.party_id
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -103,7 +126,7 @@ mod tests {
 
     #[test]
     fn accepts_matching_identity() {
-        let h = hello(&id("bank-a"));
+        let h = hello(&id("bank-a"), 1);
         let w = accept(
             &h,
             &Identity::Party(id("bank-a")),
@@ -116,7 +139,7 @@ mod tests {
 
     #[test]
     fn refuses_certificate_of_another_party() {
-        let h = hello(&id("bank-a"));
+        let h = hello(&id("bank-a"), 1);
         let r = accept(
             &h,
             &Identity::Party(id("bank-b")),
@@ -134,14 +157,14 @@ mod tests {
 
     #[test]
     fn refuses_unconfigured_party_and_other_versions() {
-        let h = hello(&id("bank-z"));
+        let h = hello(&id("bank-z"), 1);
         assert_eq!(
             accept(&h, &Identity::Party(id("bank-z")), &[id("bank-a")], "fed")
                 .unwrap_err()
                 .code,
             RejectCode::UnknownParty
         );
-        let mut h = hello(&id("bank-a"));
+        let mut h = hello(&id("bank-a"), 1);
         h.protocol_version = PROTOCOL_VERSION + 1;
         let r = accept(&h, &Identity::Party(id("bank-a")), &[id("bank-a")], "fed").unwrap_err();
         assert_eq!(r.code, RejectCode::VersionMismatch);
@@ -169,5 +192,18 @@ mod tests {
             check_answer(Message::Response(crate::wire::Response::Ack), "fed"),
             Err(ProtocolError::Frame(_))
         ));
+    }
+
+    #[test]
+    fn one_live_connection_per_identity() {
+        let h = hello(&id("bank-a"), 5);
+        assert!(admit(&h, None).is_ok(), "nobody connected");
+        assert!(
+            admit(&h, Some(5)).is_ok(),
+            "the same process reconnecting or rotating"
+        );
+        let r = admit(&h, Some(6)).unwrap_err();
+        assert_eq!(r.code, RejectCode::AlreadyConnected);
+        assert!(r.message.contains("bank-a"), "{}", r.message);
     }
 }

@@ -93,10 +93,12 @@ impl Incoming {
     }
 
     /// Completes the connection and its hello exchange: the certificate must name a party of
-    /// the federation, the hello must claim that same party, and it must be in `expected`.
+    /// the federation, the hello must claim that same party, it must be in `expected`, and no
+    /// other process of it may be connected (`live_instance` gives the process instance of
+    /// its current live connection; see [`handshake::admit`]).
     ///
     /// # Returns
-    /// The link and the party id.
+    /// The link, the party id and the party process's instance.
     ///
     /// # Errors
     /// Connection, TLS, identity and protocol errors (a refused party is told why before the
@@ -104,8 +106,9 @@ impl Incoming {
     pub async fn accept(
         self,
         expected: &[PartyId],
+        live_instance: &(dyn Fn(&PartyId) -> Option<u64> + Sync),
         s: &TransportSettings,
-    ) -> Result<(Link, PartyId), TransportError> {
+    ) -> Result<(Link, PartyId, u64), TransportError> {
         let attempt = async {
             let conn = self.0.await?;
             let link = Link::quic(conn.clone());
@@ -126,10 +129,12 @@ impl Incoming {
                 }
                 None => return Err(TransportError::NoAnswer),
             };
-            match handshake::accept(&hello, &identity, expected, &s.federation) {
+            let decision = handshake::accept(&hello, &identity, expected, &s.federation)
+                .and_then(|w| handshake::admit(&hello, live_instance(&hello.party_id)).map(|()| w));
+            match decision {
                 Ok(welcome) => {
                     write_message(&mut send, &Message::Welcome(welcome), &limits).await?;
-                    Ok((link, hello.party_id))
+                    Ok((link, hello.party_id, hello.instance))
                 }
                 Err(reject) => {
                     write_message(&mut send, &Message::Reject(reject.clone()), &limits).await?;
@@ -199,6 +204,7 @@ impl Dialer {
         coordinator: SocketAddr,
         server_name: &str,
         party_id: &PartyId,
+        instance: u64,
         s: &TransportSettings,
     ) -> Result<(Link, Welcome), TransportError> {
         let attempt = async {
@@ -219,7 +225,12 @@ impl Dialer {
             }
             let (mut send, mut recv) = conn.open_bi().await?;
             let limits = s.frame_limits();
-            write_message(&mut send, &Message::Hello(handshake::hello(party_id)), &limits).await?;
+            write_message(
+                &mut send,
+                &Message::Hello(handshake::hello(party_id, instance)),
+                &limits,
+            )
+            .await?;
             let answer = read_message(&mut recv, &limits)
                 .await?
                 .ok_or(TransportError::NoAnswer)?;

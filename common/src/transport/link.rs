@@ -35,6 +35,8 @@ pub enum CloseReason {
     Certificate,
     /// Superseded by a connection made with a rotated certificate.
     Rotated,
+    /// Another process of the same party holds the live connection.
+    Duplicate,
 }
 
 impl CloseReason {
@@ -47,6 +49,7 @@ impl CloseReason {
             CloseReason::Protocol => 3,
             CloseReason::Certificate => 4,
             CloseReason::Rotated => 5,
+            CloseReason::Duplicate => 6,
         }
     }
 
@@ -59,6 +62,7 @@ impl CloseReason {
             CloseReason::Protocol => "protocol violation",
             CloseReason::Certificate => "certificate revoked or expired",
             CloseReason::Rotated => "rotated",
+            CloseReason::Duplicate => "another process of this party is connected",
         }
     }
 
@@ -190,6 +194,14 @@ impl Link {
                     Err(_) => "closed".to_string(),
                 }
             }
+        }
+    }
+
+    /// Whether the link has been closed (by either side or the network).
+    pub fn is_closed(&self) -> bool {
+        match &self.inner {
+            Inner::Quic(c) => c.close_reason().is_some(),
+            Inner::Memory(m) => m.closed.borrow().is_some(),
         }
     }
 

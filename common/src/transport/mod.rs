@@ -147,6 +147,33 @@ pub async fn resolve(addr: &str) -> Result<SocketAddr, TransportError> {
         .ok_or_else(|| TransportError::Resolve(addr.to_string(), "no address".into()))
 }
 
+/// Every address of every comma-separated `host:port` entry of `spec`, in order, without
+/// repeats: the coordinator replicas a party with discovery `"every"` connects to.
+///
+/// # Errors
+/// [`TransportError::Resolve`] if an entry does not resolve or nothing is found.
+pub async fn resolve_all(spec: &str) -> Result<Vec<SocketAddr>, TransportError> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let found: Vec<SocketAddr> = match entry.parse::<SocketAddr>() {
+            Ok(a) => vec![a],
+            Err(_) => tokio::net::lookup_host(entry)
+                .await
+                .map_err(|e| TransportError::Resolve(entry.to_string(), e.to_string()))?
+                .collect(),
+        };
+        for a in found {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(TransportError::Resolve(spec.to_string(), "no address".into()));
+    }
+    Ok(out)
+}
+
 /// The address family a dialer for `addr` should bind: IPv6 only for a literal IPv6 address.
 pub fn dial_family(addr: &str) -> SocketAddr {
     match addr.parse::<SocketAddr>() {

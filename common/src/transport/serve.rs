@@ -70,7 +70,7 @@ async fn answer(
     let read = tokio::time::timeout(settings.training_timeout(), read_message(&mut recv, &limits)).await;
     let (request, trace) = match read {
         Ok(Ok(Some(Message::Request(r)))) => (r, None),
-        Ok(Ok(Some(Message::Traced(t)))) => (t.request, Some(t.request_ids.join(","))),
+        Ok(Ok(Some(Message::Traced(t)))) => (t.request, Some(t.request_ids)),
         Ok(Ok(None)) => return,
         Ok(Ok(Some(other))) => {
             warn!(kind = ?other.kind(), "unexpected frame on a request stream");
@@ -90,7 +90,8 @@ async fn answer(
     };
     let kind = request.kind();
     let span = match &trace {
-        Some(ids) => tracing::info_span!("request", request_id = %ids, kind),
+        // Field values are only computed when the span is enabled.
+        Some(ids) => tracing::info_span!("request", request_id = %ids.join(","), kind),
         None => tracing::debug_span!("request", kind),
     };
     async move {

@@ -14,6 +14,9 @@ pub struct Hello {
     pub party_id: PartyId,
     /// Software version string, for logs.
     pub software: String,
+    /// A random number drawn once per party process: tells a reconnect (or a rotation's second
+    /// connection) of the same process from another process holding the same identity.
+    pub instance: u64,
 }
 
 /// The coordinator's acceptance of a [`Hello`].
@@ -34,6 +37,8 @@ pub enum RejectCode {
     IdentityMismatch,
     /// The party is not in the coordinator's configured federation.
     UnknownParty,
+    /// Another process of the same party is connected; only one live connection per identity.
+    AlreadyConnected,
 }
 
 /// The coordinator's refusal of a [`Hello`], with a human-readable reason.

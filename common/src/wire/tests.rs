@@ -152,6 +152,7 @@ fn message() -> impl Strategy<Value = Message> {
                 protocol_version,
                 party_id,
                 software,
+                instance: 7,
             })
         }),
         (any::<u16>(), ".{0,20}").prop_map(|(protocol_version, federation)| {

@@ -54,6 +54,7 @@ impl Serving {
 async fn dispatch(serving: &Serving, batch: Vec<Pending>) {
     let ids: Vec<String> = batch.iter().map(|p| p.id.clone()).collect();
     let trace: Vec<String> = batch.iter().map(|p| p.request_id.clone()).collect();
+    // Field values are only computed when the span is enabled.
     let span = tracing::info_span!("score_batch", request_id = %trace.join(","), customers = ids.len());
     match serving.score_many(&ids, &trace).instrument(span).await {
         Ok(results) => {

@@ -1,4 +1,9 @@
 //! Whether the coordinator can score now, and each party's part in that.
+//!
+//! Ready means a model is loaded and at least `scoring.min_parties` banks are connected,
+//! responsive and have loaded it: what a score needs. A bank that is down makes answers
+//! degraded, not the coordinator unready, so one bank's outage does not take every
+//! coordinator replica out of its load balancer; the body and the metrics name it.
 
 use tessera_common::wire::PartyId;
 
@@ -9,8 +14,12 @@ use super::Serving;
 pub struct Readiness {
     /// Whether scoring can succeed now.
     pub ready: bool,
-    /// Why not, if not.
+    /// Why not, if not; and, when ready, why answers are degraded.
     pub reasons: Vec<String>,
+    /// Whether some configured bank cannot contribute now (answers are degraded).
+    pub degraded: bool,
+    /// The banks that cannot contribute now.
+    pub missing_parties: Vec<PartyId>,
     /// The active model.
     pub model_version: Option<String>,
     /// Each configured party: connected, and which model it has loaded.
@@ -49,20 +58,33 @@ impl Serving {
                 model: self.registry.model_of(p),
             })
             .collect();
+        let mut missing = Vec::new();
         for p in &parties {
-            if !p.connected {
-                reasons.push(format!("party {} is not connected", p.party));
+            let why = if !p.connected {
+                "is not connected"
             } else if p.unresponsive {
-                reasons.push(format!(
-                    "party {} did not answer its last request in time",
-                    p.party
-                ));
+                "did not answer its last request in time"
             } else if model_version.is_some() && p.model != model_version {
-                reasons.push(format!("party {} has not loaded the model", p.party));
-            }
+                "has not loaded the model"
+            } else {
+                continue;
+            };
+            reasons.push(format!("party {} {why}", p.party));
+            missing.push(p.party.clone());
+        }
+        let able = parties.len() - missing.len();
+        let ready = model_version.is_some() && able >= self.min_parties.max(1);
+        if model_version.is_some() && !ready {
+            reasons.push(format!(
+                "{able} of {} parties can contribute; scoring needs at least {}",
+                parties.len(),
+                self.min_parties.max(1)
+            ));
         }
         Readiness {
-            ready: reasons.is_empty(),
+            ready,
+            degraded: !missing.is_empty(),
+            missing_parties: missing,
             reasons,
             model_version,
             parties,

@@ -189,6 +189,7 @@ pub fn party_config(
     PartyConfig {
         party_id: pid(id),
         coordinator_addr: coordinator.to_string(),
+        coordinator_discovery: Default::default(),
         coordinator_name: "localhost".into(),
         tls_dir,
         model_dir,
@@ -252,6 +253,23 @@ impl RunningParty {
 }
 
 /// Polls `url` until it answers `status` or `within` passes; returns the last status.
+/// Polls `url` (a `/readyz`) until it is 200 with every party contributing (not degraded);
+/// returns whether it got there within `within`.
+pub async fn poll_ready_full(client: &reqwest::Client, url: &str, within: Duration) -> bool {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < within {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().as_u16() == 200
+            && let Ok(v) = r.json::<serde_json::Value>().await
+            && v["degraded"] == false
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 pub async fn poll_status(client: &reqwest::Client, url: &str, status: u16, within: Duration) -> u16 {
     let deadline = tokio::time::Instant::now() + within;
     loop {

@@ -17,7 +17,7 @@ use crate::wire::FrameLimits;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file cannot be read.
-    #[error("{path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -38,13 +38,13 @@ pub enum ConfigError {
     /// A setting is out of range or inconsistent with another; the message names it.
     #[error("{0}")]
     Invalid(String),
-    /// `source`, found in `what` (a file or the environment).
-    #[error("{what}: {source}")]
+    /// `problem`, found in `what` (a file or the environment).
+    #[error("{what}: {problem}")]
     In {
         /// The file, or the environment.
         what: String,
         /// The problem.
-        source: Box<ConfigError>,
+        problem: Box<ConfigError>,
     },
 }
 
@@ -53,7 +53,7 @@ impl ConfigError {
     pub fn within(self, what: impl Into<String>) -> Self {
         ConfigError::In {
             what: what.into(),
-            source: Box::new(self),
+            problem: Box::new(self),
         }
     }
 }

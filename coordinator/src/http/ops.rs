@@ -98,8 +98,10 @@ pub(super) async fn healthz() -> impl IntoResponse {
     axum::Json(Health { status: "ok".into() })
 }
 
-/// Whether scoring works now: a model is loaded, every party is connected with it, the audit
-/// log keeps up. 503 with `reasons` otherwise.
+/// Whether scoring works now: a model is loaded, at least `scoring.min_parties` parties are
+/// connected with it, and the audit log keeps up. 503 with `reasons` otherwise. A party that is
+/// down makes answers degraded, not the coordinator unready: the body says `degraded` and names
+/// it in `missing_parties`.
 #[utoipa::path(
     get,
     path = "/readyz",

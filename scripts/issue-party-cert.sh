@@ -3,13 +3,13 @@
 #
 #   scripts/issue-party-cert.sh PARTY_ID CA_DIR OUT_DIR [extra tessera-certs issue flags]
 #
-# CA_DIR is the federation PKI made by `tessera-certs init` (created here if missing, for
-# development). OUT_DIR receives tls.crt (leaf + intermediate), tls.key (mode 0600), ca.crt
+# CA_DIR is the federation PKI made by `tessera-certs init`; it must exist (a missing or wrong
+# directory is refused: this script never creates a CA). OUT_DIR receives tls.crt (leaf + intermediate), tls.key (mode 0600), ca.crt
 # (root) and crl.pem: point the party's `tls_dir` at it. The identity
 # spiffe://<federation>/party/PARTY_ID is written into a URI SAN. See docs/CERTIFICATES.md.
 set -euo pipefail
 if [ $# -lt 3 ]; then
-  echo "usage: $0 PARTY_ID CA_DIR OUT_DIR [--federation NAME] [--days N] [--force]" >&2
+  echo "usage: $0 PARTY_ID CA_DIR OUT_DIR [--days N] [--key-type ecdsa-p256|ed25519] [--force]" >&2
   exit 2
 fi
 party=$1 ca=$2 out=$3
@@ -19,12 +19,5 @@ bin=${TESSERA_CERTS:-}
 if [ -z "$bin" ]; then
   cargo build --release --quiet -p tessera-certs --manifest-path "$root/Cargo.toml"
   bin="${CARGO_TARGET_DIR:-$root/target}/release/tessera-certs"
-fi
-fed_args=()
-for ((i = 1; i <= $#; i++)); do
-  if [ "${!i}" = "--federation" ]; then j=$((i + 1)); fed_args=(--federation "${!j}"); fi
-done
-if [ ! -f "$ca/intermediate/ca.key" ]; then
-  "$bin" init --out "$ca" "${fed_args[@]}"
 fi
 exec "$bin" issue --ca "$ca" --out "$out" --party "$party" "$@"

@@ -1,8 +1,7 @@
 //! File helpers: atomic writes, owner-only private keys, PEM reading.
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::Error;
 
@@ -67,27 +66,9 @@ pub(crate) fn check_absent(paths: &[&Path], force: bool) -> Result<(), Error> {
     Ok(())
 }
 
-/// Writes a file atomically (temporary file in the same directory, then rename). Secrets are
-/// created with mode 0600 before any byte is written.
+/// Writes a file crash-safely (see [`crate::durable::write_atomic`]).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8], secret: bool) -> Result<(), Error> {
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if secret {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp).map_err(io(&tmp))?;
-    #[cfg(unix)]
-    if secret {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(fs::Permissions::from_mode(0o600))
-            .map_err(io(&tmp))?;
-    }
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))
+    crate::durable::write_atomic(path, bytes, secret).map_err(io(path))
 }
 
 /// All DER certificates in a PEM file, in order.

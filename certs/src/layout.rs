@@ -28,6 +28,23 @@ pub struct PkiDir {
 }
 
 impl PkiDir {
+    /// An existing PKI directory: it must hold the intermediate CA and the federation name.
+    /// Issuing, signing, revoking and rotating open the PKI this way, so a mistyped path is
+    /// refused instead of treated as an empty PKI.
+    ///
+    /// # Errors
+    /// [`Error::NotPki`] naming the directory.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, Error> {
+        let p = Self::new(dir);
+        let complete = [p.intermediate_cert(), p.intermediate_key(), p.federation_file()]
+            .iter()
+            .all(|f| f.is_file());
+        if !complete {
+            return Err(Error::NotPki(p.dir.clone()));
+        }
+        Ok(p)
+    }
+
     /// A PKI directory at `dir` (not checked).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }

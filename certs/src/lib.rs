@@ -13,6 +13,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod crl;
+pub mod durable;
 mod files;
 pub use files::{Owner, chown_tree};
 pub mod identity;
@@ -52,6 +53,11 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The directory given as the PKI is not one (no intermediate CA in it).
+    #[error(
+        "{0} is not a federation PKI directory (no intermediate/ca.crt, intermediate/ca.key and federation there): pass the right --ca, or create one with `tessera-certs init --out DIR`"
+    )]
+    NotPki(std::path::PathBuf),
     /// An output file exists and overwriting was not requested.
     #[error("{0} already exists (pass --force to overwrite)")]
     Exists(std::path::PathBuf),

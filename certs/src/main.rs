@@ -273,7 +273,7 @@ fn main() -> Result<()> {
             leaf: opts,
             force,
         } => {
-            let p = PkiDir::new(&ca);
+            let p = PkiDir::open(&ca)?;
             let req = opts.request(&p.federation().context("reading the PKI")?, who.identity()?);
             let info = leaf::issue(&p, &req, &out, force)
                 .with_context(|| format!("issuing into {}", out.display()))?;
@@ -302,7 +302,7 @@ fn main() -> Result<()> {
             who,
             leaf: opts,
         } => {
-            let p = PkiDir::new(&ca);
+            let p = PkiDir::open(&ca)?;
             let req = opts.request(&p.federation().context("reading the PKI")?, who.identity()?);
             let info =
                 leaf::sign(&p, &csr, &req, &out).with_context(|| format!("signing {}", csr.display()))?;
@@ -317,7 +317,7 @@ fn main() -> Result<()> {
             cert,
             reason,
         } => {
-            let p = PkiDir::new(&ca);
+            let p = PkiDir::open(&ca)?;
             let r = match (serial, cert) {
                 (Some(s), _) => crl::revoke(&p, &s, reason, None)?,
                 (None, Some(c)) => crl::revoke_cert(&p, &c, reason)?,
@@ -334,7 +334,7 @@ fn main() -> Result<()> {
             );
         }
         Cmd::Crl { ca, out, days } => {
-            let p = PkiDir::new(&ca);
+            let p = PkiDir::open(&ca)?;
             let pem = crl::write_crl(&p, days)?;
             if let Some(out) = out {
                 std::fs::write(&out, pem).with_context(|| format!("writing {}", out.display()))?;
@@ -458,7 +458,7 @@ fn init(
 
 /// `rotate`: a new key and certificate for a holder, optionally revoking the old one.
 fn rotate(ca: PathBuf, dir: PathBuf, days: u32, key_type: KeyType, revoke_old: bool) -> Result<()> {
-    let p = PkiDir::new(&ca);
+    let p = PkiDir::open(&ca)?;
     let (old, new) =
         leaf::rotate(&p, &dir, days, key_type).with_context(|| format!("rotating {}", dir.display()))?;
     println!(

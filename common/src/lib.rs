@@ -9,6 +9,7 @@
 //! - [`psi`]: ECDH private set intersection over ristretto255 (blinding, re-blinding, matching).
 //! - [`data`]: loading a party's CSV feature slice keyed by customer id.
 //! - [`config`]: transport settings with documented defaults, reconnect backoff.
+//! - [`fs`]: crash-safe file replacement (models, `CURRENT`).
 //! - [`metrics`]: Prometheus helpers shared by coordinator and parties.
 //! - [`logging`]: log setup for the binaries.
 //! - [`shutdown`]: the shutdown signal tasks select against.
@@ -17,6 +18,7 @@
 pub mod config;
 pub mod data;
 pub mod federation;
+pub mod fs;
 pub mod logging;
 pub mod metrics;
 pub mod model;

@@ -24,12 +24,15 @@ fn party(
     let n = ids.len();
     let labels = labels.then(|| vec![0u8; n]);
     let data = FeatureTable::new(ids, vec!["x".into()], Array2::zeros((n, 1)), labels)?;
-    Ok(Arc::new(PartyService::new(
-        PartyId::new(name)?,
-        data,
-        dir.to_path_buf(),
-        PartyLimits::default(),
-    )))
+    Ok(Arc::new(
+        PartyService::new(
+            PartyId::new(name)?,
+            data,
+            dir.to_path_buf(),
+            PartyLimits::default(),
+        )
+        .with_policy(tessera_party::policy::TrainingPolicy::allow()),
+    ))
 }
 
 #[tokio::main]

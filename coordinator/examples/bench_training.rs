@@ -113,6 +113,7 @@ async fn main() -> Result<()> {
             limits: PartyLimits::default(),
             transport: transport.clone(),
             reasons: Vec::new(),
+            training: tessera_party::policy::TrainingPolicy::allow(),
         };
         let service = Arc::new(PartyService::from_config(&pcfg)?);
         let (trigger, sd) = tessera_common::shutdown::channel();
@@ -139,12 +140,15 @@ async fn main() -> Result<()> {
     for (i, (file, name)) in files.iter().zip(&names).enumerate() {
         local.add(
             name.clone(),
-            Arc::new(PartyService::new(
-                name.clone(),
-                load(file, i == 0)?,
-                dir.path().join("models-local"),
-                PartyLimits::default(),
-            )),
+            Arc::new(
+                PartyService::new(
+                    name.clone(),
+                    load(file, i == 0)?,
+                    dir.path().join("models-local"),
+                    PartyLimits::default(),
+                )
+                .with_policy(tessera_party::policy::TrainingPolicy::allow()),
+            ),
         );
     }
     let loc = tessera_coordinator::train::train(

@@ -30,7 +30,8 @@ async fn main() -> anyhow::Result<()> {
         };
         let data = FeatureTable::load(path.as_ref(), &opts)?;
         let id = PartyId::new(format!("p{i}"))?;
-        let service = PartyService::new(id.clone(), data, dir.path().to_path_buf(), PartyLimits::default());
+        let service = PartyService::new(id.clone(), data, dir.path().to_path_buf(), PartyLimits::default())
+            .with_policy(tessera_party::policy::TrainingPolicy::allow());
         fed.add(id, Arc::new(service));
     }
     let settings: Vec<&str> = settings.iter().map(|s| s.as_str()).collect();

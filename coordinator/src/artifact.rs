@@ -218,10 +218,9 @@ pub fn load(
     Ok((manifest, top.top))
 }
 
+/// Crash-safe: a reader (or a restart after a crash) sees the old file or the new, whole.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(|e| ArtifactError::Io(tmp.clone(), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ArtifactError::Io(path.to_path_buf(), e))
+    tessera_common::fs::write_atomic(path, bytes, false).map_err(|e| ArtifactError::Io(path.to_path_buf(), e))
 }
 
 #[cfg(test)]

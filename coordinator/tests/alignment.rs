@@ -69,12 +69,15 @@ fn party(name: &str, ids: &[String], labels: bool, dir: &std::path::Path) -> Arc
     let x = Array2::from_shape_fn((ids.len(), 2), |(i, j)| ((i * 7 + j * 3) % 11) as f64);
     let labels = labels.then(|| (0..ids.len()).map(|i| (i % 3 == 0) as u8).collect());
     let data = FeatureTable::new(ids.to_vec(), vec!["f0".into(), "f1".into()], x, labels).unwrap();
-    Arc::new(PartyService::new(
-        PartyId::new(name).unwrap(),
-        data,
-        dir.to_path_buf(),
-        PartyLimits::default(),
-    ))
+    Arc::new(
+        PartyService::new(
+            PartyId::new(name).unwrap(),
+            data,
+            dir.to_path_buf(),
+            PartyLimits::default(),
+        )
+        .with_policy(tessera_party::policy::TrainingPolicy::allow()),
+    )
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -68,6 +68,7 @@ async fn four_banks_train_through_psi_and_score_with_partial_overlap() {
             limits: PartyLimits::default(),
             transport: fast_transport(),
             reasons: Vec::new(),
+            training: tessera_party::policy::TrainingPolicy::allow(),
         });
         assert!(p.connects_within(Duration::from_secs(10)).await, "{bank}");
         parties.push(Some(p));

@@ -343,7 +343,7 @@ fn write_configs(
         std::fs::write(
             &cfg,
             format!(
-                "party_id = \"{bank}\"\ncoordinator_addr = \"{}\"\ncoordinator_name = \"localhost\"\ntls_dir = \"{}\"\nmodel_dir = \"{}\"\n\n[data]\npath = \"{}\"\n{label}\n{reasons}",
+                "party_id = \"{bank}\"\ncoordinator_addr = \"{}\"\ncoordinator_name = \"localhost\"\ntls_dir = \"{}\"\nmodel_dir = \"{}\"\n\n# This bank takes part in training runs (the default is not to).\n[training]\nenabled = true\n\n[data]\npath = \"{}\"\n{label}\n{reasons}",
                 cli.quic,
                 toml_path(&dir.join(format!("pki/{bank}"))),
                 toml_path(&dir.join(format!("models/{bank}"))),

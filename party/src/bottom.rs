@@ -89,9 +89,7 @@ impl BottomModel {
         let bytes = bincode::serde::encode_to_vec(self, bincode::config::standard())
             .map_err(|e| Error::ModelFormat(e.to_string()))?;
         let path = Self::path(dir, model_id);
-        let tmp = path.with_extension("bottom.tmp");
-        std::fs::write(&tmp, bytes).map_err(|e| Error::Io(tmp.clone(), e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::Io(path.clone(), e))
+        tessera_common::fs::write_atomic(&path, &bytes, false).map_err(|e| Error::Io(path.clone(), e))
     }
 
     /// Loads a saved model.

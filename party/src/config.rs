@@ -45,6 +45,10 @@ pub struct PartyConfig {
     /// Transport timeouts and limits.
     #[serde(default)]
     pub transport: TransportSettings,
+    /// What this bank lets a coordinator do in training (`[training]`: `enabled`,
+    /// `min_hidden_layers`, `seed`). Default: training disabled.
+    #[serde(default)]
+    pub training: crate::policy::TrainingPolicy,
     /// The published reason dictionary (`[[reasons]]`: code, text, features). Default: one
     /// code per feature column (`F01`…, text "Value of <column>").
     #[serde(default)]
@@ -145,6 +149,13 @@ impl PartyConfig {
         }
         let what = path.map_or_else(|| format!("{ENV_PREFIX}__*"), |p| p.display().to_string());
         cfg.transport.validate().map_err(|e| e.within(what.clone()))?;
+        if cfg.training.min_hidden_layers == 0 {
+            return Err(ConfigError::Invalid(
+                "training.min_hidden_layers must be at least 1 (a linear bottom model can be inverted)"
+                    .into(),
+            )
+            .within(what));
+        }
         let entries: Vec<&str> = cfg.coordinator_addr.split(',').map(str::trim).collect();
         if entries.len() > 1 && cfg.coordinator_discovery == Discovery::One {
             return Err(ConfigError::Invalid(

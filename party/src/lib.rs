@@ -6,6 +6,8 @@
 //! - [`bottom`]: the bottom model (standardisation + MLP) and its files.
 //! - [`reasons`]: the reason dictionary and how attributions become codes.
 //! - [`service`]: the request handler, with no network IO.
+//! - [`policy`]: what the bank lets a coordinator do: training opt-in, bottom-model rules,
+//!   explain allowance.
 //! - [`metrics`]: the optional `/metrics` and `/healthz` listener for the bank's monitoring.
 //! - [`run`]: the driver: dials out to the coordinator and serves its requests.
 //!
@@ -17,6 +19,7 @@ pub mod align;
 pub mod bottom;
 pub mod config;
 pub mod metrics;
+pub mod policy;
 pub mod reasons;
 pub mod run;
 pub mod service;

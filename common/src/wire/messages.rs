@@ -76,6 +76,9 @@ pub struct PartyInfo {
     pub n_rows: u64,
     /// Whether it holds the training label.
     pub has_labels: bool,
+    /// The widest embedding this party's policy lets a coordinator ask for (below its encoded
+    /// input width, within its layer limit); 0 if it takes no part in training.
+    pub max_emb_dim: u32,
 }
 
 /// A request the coordinator sends to a party, one per stream.
@@ -286,6 +289,9 @@ pub enum ErrorCode {
     UnknownId,
     /// Anything else.
     Internal,
+    /// The bank's policy refuses the request (training not enabled, a bottom model it does not
+    /// allow, an explanation it was not asked to embed for); the message names the rule.
+    PolicyRefused,
 }
 
 /// A party's answer to a [`Request`].

@@ -117,6 +117,7 @@ fn response() -> impl Strategy<Value = Response> {
                     n_features,
                     n_rows,
                     has_labels,
+                    max_emb_dim: 3,
                 })
             }
         ),

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use tessera_common::federation::Federation;
 use tessera_common::model::adam::AdamVectors;
 use tessera_common::model::{Adam, TopModel, bce_with_logits, metrics};
-use tessera_common::wire::{BottomSpec, Matrix, PartyId, Request, Response};
+use tessera_common::wire::{BottomSpec, Matrix, PartyId, PartyInfo, Request, Response};
 
 use super::ctx::Ctx;
 use super::population::Population;
@@ -18,27 +18,61 @@ use super::{EpochReport, TrainError};
 use crate::artifact::PartyEntry;
 use crate::config::TrainingConfig;
 
-/// Step 5: every party builds a fresh bottom model, its encoding fitted on the training
-/// customers `fit` only. Each party's seed is the run's seed plus its position.
+/// The embedding width asked of each party (configured order): the configured width, or less
+/// where the party's policy allows less (its announced `max_emb_dim`: below its encoded input
+/// width).
+///
+/// # Errors
+/// [`TrainError::Setup`] if a party allows no embedding at all.
+pub fn widths(
+    parties: &[PartyId],
+    infos: &[PartyInfo],
+    cfg: &TrainingConfig,
+) -> Result<Vec<u32>, TrainError> {
+    parties
+        .iter()
+        .map(|p| {
+            let allowed = infos.iter().find(|i| i.party_id == *p).map_or(0, |i| i.max_emb_dim);
+            if allowed == 0 {
+                return Err(TrainError::Setup(format!(
+                    "party {p} takes no part in training (its training.enabled is off, or its data is too narrow)"
+                )));
+            }
+            Ok(cfg.emb_dim.min(allowed))
+        })
+        .collect()
+}
+
+/// Step 5: every party builds a fresh bottom model of embedding width `widths[p]`, its
+/// encoding fitted on the training customers `fit` only. Each party's seed is the run's seed
+/// plus its position (the party mixes in a seed of its own).
 ///
 /// # Returns
 /// The manifest entries, in party order.
 ///
 /// # Errors
-/// [`TrainError::Party`] on a failure or an embedding width other than configured.
+/// [`TrainError::Party`] on a failure or an embedding width other than asked.
 pub(crate) async fn init_parties<F: Federation>(
     ctx: &Ctx<'_, F>,
     session: u64,
     cfg: &TrainingConfig,
     fit: &[u64],
+    widths: &[u32],
 ) -> Result<Vec<PartyEntry>, TrainError> {
     let parties = ctx.parties;
+    let width_of = |p: &PartyId| {
+        parties
+            .iter()
+            .position(|q| q == p)
+            .and_then(|i| widths.get(i).copied())
+            .unwrap_or(cfg.emb_dim)
+    };
     let answers = ctx
         .all("train init", |p| Request::TrainInit {
             session,
             spec: BottomSpec {
                 hidden: cfg.bottom_hidden.clone(),
-                emb_dim: cfg.emb_dim,
+                emb_dim: width_of(p),
                 learning_rate: cfg.learning_rate,
                 weight_decay: cfg.weight_decay,
                 seed: cfg
@@ -53,7 +87,7 @@ pub(crate) async fn init_parties<F: Federation>(
         .map(|(p, r)| match r {
             Response::Model {
                 n_features, emb_dim, ..
-            } if emb_dim == cfg.emb_dim => Ok(PartyEntry {
+            } if emb_dim == width_of(&p) => Ok(PartyEntry {
                 party_id: p,
                 n_features,
                 emb_dim,

@@ -152,6 +152,7 @@ pub async fn train<F: Federation>(
     let infos = population::describe(&ctx).await?;
     let label_holder = population::label_holder(&infos)?;
     let holder_idx = parties.iter().position(|p| *p == label_holder).unwrap_or(0);
+    let widths = epochs::widths(parties, &infos, cfg)?;
     // 2. Align customers by private set intersection: the label holder's customers, each
     //    named by an opaque handle, and which party holds which.
     let session: u64 = rand::random();
@@ -168,7 +169,7 @@ pub async fn train<F: Federation>(
     // 4. Labels.
     let labels = population::labels(&ctx, &label_holder, session, &pop.customers).await?;
     // 5. Fresh bottom models, encodings fitted on training customers only; a fresh top model.
-    let entries = epochs::init_parties(&ctx, session, cfg, &pop.handles(&pop.train)).await?;
+    let entries = epochs::init_parties(&ctx, session, cfg, &pop.handles(&pop.train), &widths).await?;
     let dims: Vec<usize> = entries.iter().map(|e| e.emb_dim as usize).collect();
     let trainer = epochs::Trainer::new(&dims, cfg);
     // 6. Epochs with early stopping, then back to the best weights everywhere.

@@ -195,6 +195,7 @@ mod tests {
             n_features: 1,
             n_rows: 1,
             has_labels,
+            max_emb_dim: 8,
         }
     }
 

@@ -204,6 +204,7 @@ pub fn party_config(
         limits: PartyLimits::default(),
         transport: fast_transport(),
         reasons: Vec::new(),
+        training: tessera_party::policy::TrainingPolicy::allow(),
     }
 }
 

@@ -10,6 +10,9 @@ use crate::align::Alignment;
 impl PartyService {
     /// Answers `PsiInit`, `PsiBlind`, `PsiReblind` and `PsiAssign`.
     pub(super) fn alignment_request(&self, request: Request) -> Response {
+        if !self.policy.enabled {
+            return self.refuse_training();
+        }
         match request {
             Request::PsiInit { session } => {
                 let a = Alignment::new(session, self.data.len());

@@ -22,6 +22,7 @@ use tessera_common::wire::{ErrorCode, PartyId, PartyInfo, Request, Response};
 use crate::align::Alignment;
 use crate::bottom::BottomModel;
 use crate::config::PartyLimits;
+use crate::policy::{ExplainAllowance, TrainingPolicy};
 use crate::reasons::ReasonDictionary;
 use training::Session;
 
@@ -38,6 +39,14 @@ pub struct PartyService {
     alignment: RwLock<Option<Alignment>>,
     session: Mutex<Option<Session>>,
     reasons: ReasonDictionary,
+    /// What this bank lets a coordinator do (see [`crate::policy`]).
+    policy: TrainingPolicy,
+    /// The bank's own seed, mixed into every bottom model's initialisation.
+    own_seed: u64,
+    /// Widest embedding the policy allows: below the encoded input width, within the limits.
+    max_emb_dim: u32,
+    /// Customers embedded moments ago, the only ones `Explain` answers for.
+    explain: Mutex<ExplainAllowance>,
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> Response {
@@ -50,8 +59,13 @@ fn error(code: ErrorCode, message: impl Into<String>) -> Response {
 impl PartyService {
     /// A service over `data`, keeping models in `model_dir`.
     /// Reasons are one code per column until [`PartyService::with_reasons`] sets a dictionary.
+    ///
+    /// Training is refused until [`PartyService::with_policy`] enables it (the default
+    /// [`TrainingPolicy`]).
     pub fn new(id: PartyId, data: FeatureTable, model_dir: PathBuf, limits: PartyLimits) -> Self {
         let reasons = ReasonDictionary::per_column(&data.feature_names);
+        let width = tessera_common::model::Encoder::fit(data.features().view()).width();
+        let max_emb_dim = (width.saturating_sub(1) as u32).min(limits.max_width);
         Self {
             reasons,
             id,
@@ -61,7 +75,20 @@ impl PartyService {
             serving: RwLock::new(None),
             alignment: RwLock::new(None),
             session: Mutex::new(None),
+            policy: TrainingPolicy::default(),
+            own_seed: rand::random(),
+            max_emb_dim,
+            explain: Mutex::new(ExplainAllowance::default()),
         }
+    }
+
+    /// Uses `policy` for training requests (its seed, if set, as the bank's own seed).
+    pub fn with_policy(mut self, policy: TrainingPolicy) -> Self {
+        if let Some(seed) = policy.seed {
+            self.own_seed = seed;
+        }
+        self.policy = policy;
+        self
     }
 
     /// Loads the configured data and reason dictionary (one code per column when none is
@@ -90,7 +117,8 @@ impl PartyService {
             cfg.model_dir.clone(),
             cfg.limits.clone(),
         )
-        .with_reasons(reasons))
+        .with_reasons(reasons)
+        .with_policy(cfg.training.clone()))
     }
 
     /// Uses `reasons` as the published reason dictionary.
@@ -143,6 +171,7 @@ impl PartyService {
                 n_features: self.data.n_features() as u32,
                 n_rows: self.data.len() as u64,
                 has_labels: self.data.labels().is_some(),
+                max_emb_dim: if self.policy.enabled { self.max_emb_dim } else { 0 },
             }),
             Request::PsiInit { .. }
             | Request::PsiBlind { .. }

@@ -2,6 +2,7 @@
 //! codes from the coordinator's logit gradients; only codes leave).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tessera_common::wire::{ErrorCode, Matrix, Response, valid_model_id};
 
@@ -67,6 +68,15 @@ impl PartyService {
                 "gradient matrix does not match the request",
             );
         };
+        let model_id = self.serving_model().unwrap_or_default();
+        let taken = match self.explain.lock() {
+            Ok(mut a) => a.take(&model_id, ids, Instant::now()),
+            Err(_) => return error(ErrorCode::Internal, "explain state poisoned"),
+        };
+        if let Err(why) = taken {
+            tracing::warn!(customers = ids.len(), "{why}");
+            return error(ErrorCode::PolicyRefused, why);
+        }
         let (x, known) = self.data.gather(ids);
         let contributions = model.attribute(x.view(), g.view());
         let codes = known
@@ -87,6 +97,10 @@ impl PartyService {
         };
         let (x, known) = self.data.gather(ids);
         let mut emb = model.embed(x.view());
+        let model_id = self.serving_model().unwrap_or_default();
+        if let Ok(mut a) = self.explain.lock() {
+            a.embedded(&model_id, ids, Instant::now());
+        }
         for (i, k) in known.iter().enumerate() {
             if !k {
                 emb.row_mut(i).fill(0.0);

@@ -17,6 +17,7 @@ fn service(dir: &std::path::Path) -> PartyService {
         dir.to_path_buf(),
         PartyLimits::default(),
     )
+    .with_policy(crate::policy::TrainingPolicy::allow())
 }
 
 fn spec() -> BottomSpec {
@@ -77,6 +78,8 @@ fn explain_answers_codes_only_and_no_feature_value_appears_in_the_message() {
         cols: 2,
         data: vec![0.9, -0.4, -1.3, 0.8, 0.5, 0.5],
     };
+    // The coordinator embeds before it explains (the party answers only for those).
+    s.handle(Request::Embed { ids: ids.clone() });
     let r = s.handle(Request::Explain {
         ids: ids.clone(),
         grads: grads.clone(),
@@ -90,6 +93,7 @@ fn explain_answers_codes_only_and_no_feature_value_appears_in_the_message() {
     assert!(codes.iter().flatten().all(|c| published.contains(&c.as_str())));
     assert!(!codes[0].is_empty() || !codes[1].is_empty());
     // Stable: the same question gets the same answer.
+    s.handle(Request::Embed { ids: ids.clone() });
     assert_eq!(
         s.handle(Request::Explain {
             ids: ids.clone(),
@@ -476,4 +480,39 @@ fn refuses_unknown_training_ids_labels_and_limits() {
             ..
         }
     ));
+}
+
+#[test]
+fn the_banks_own_seed_decides_the_initial_weights() {
+    // Two banks with the same data, asked for the same model with the same coordinator seed:
+    // their own seeds differ, so do the first embeddings (the coordinator cannot regenerate
+    // the initialisation); with the same own seed they agree.
+    let dir = tempfile::tempdir().unwrap();
+    let first = |own: u64| {
+        let s = service(dir.path()).with_policy(crate::policy::TrainingPolicy {
+            seed: Some(own),
+            ..crate::policy::TrainingPolicy::allow()
+        });
+        align(&s, 5, 0..20);
+        let fit: Vec<u64> = (1000..1020).collect();
+        assert!(matches!(
+            s.handle(Request::TrainInit {
+                session: 5,
+                spec: spec(),
+                fit: fit.clone()
+            }),
+            Response::Model { .. }
+        ));
+        match s.handle(Request::Forward {
+            session: 5,
+            step: 1,
+            rows: fit,
+            train: false,
+        }) {
+            Response::Embeddings { matrix, .. } => matrix,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_ne!(first(1), first(2));
+    assert_eq!(first(3), first(3));
 }

@@ -18,6 +18,15 @@ pub(super) struct Session {
 }
 
 impl PartyService {
+    /// The refusal of any training request while `training.enabled` is off.
+    pub(super) fn refuse_training(&self) -> Response {
+        tracing::warn!("refused a training request: training is not enabled at this bank");
+        error(
+            ErrorCode::PolicyRefused,
+            "refused by this bank's training policy: training is not enabled (training.enabled)",
+        )
+    }
+
     /// The label holder's split of the aligned customers, in its file order.
     pub(super) fn split(
         &self,
@@ -126,6 +135,34 @@ impl PartyService {
         {
             return error(ErrorCode::BadRequest, "model spec outside this party's limits");
         }
+        if !self.policy.enabled {
+            return self.refuse_training();
+        }
+        let min_hidden = self.policy.min_hidden_layers.max(1);
+        if spec.hidden.len() < min_hidden {
+            tracing::warn!(session, hidden = ?spec.hidden, "refused a bottom model with too few hidden layers");
+            return error(
+                ErrorCode::PolicyRefused,
+                format!(
+                    "refused by this bank's training policy: the bottom model needs at least {min_hidden} non-linear hidden layer(s) (training.min_hidden_layers)"
+                ),
+            );
+        }
+        if spec.emb_dim > self.max_emb_dim {
+            tracing::warn!(
+                session,
+                emb_dim = spec.emb_dim,
+                allowed = self.max_emb_dim,
+                "refused a too-wide embedding"
+            );
+            return error(
+                ErrorCode::PolicyRefused,
+                format!(
+                    "refused by this bank's training policy: embedding width {} must be below this bank's encoded input width (at most {})",
+                    spec.emb_dim, self.max_emb_dim
+                ),
+            );
+        }
         // Customers this party does not have are simply not part of its fit.
         let rows: Vec<usize> = match self.rows_of(session, fit) {
             Ok(r) => r.into_iter().flatten().collect(),
@@ -144,7 +181,9 @@ impl PartyService {
             .transform(fit.view())
             .mean_axis(ndarray::Axis(0))
             .unwrap_or_else(|| ndarray::Array1::zeros(encoder.width()));
-        let model = BottomModel::new(encoder, baseline, &hidden, spec.emb_dim as usize, spec.seed);
+        let seed = crate::policy::mix_seed(spec.seed, self.own_seed);
+        let model = BottomModel::new(encoder, baseline, &hidden, spec.emb_dim as usize, seed);
+        tracing::info!(session, hidden = ?spec.hidden, emb_dim = spec.emb_dim, customers = rows.len(), "taking part in a training run (training.enabled)");
         let adam = Adam::new(
             &model.mlp,
             f64::from(spec.learning_rate),
@@ -274,7 +313,14 @@ impl PartyService {
         }
         let dir = self.model_dir.clone();
         self.with_session(session, |s| match s.model.save(&dir, model_id) {
-            Ok(()) => Response::Ack,
+            Ok(()) => {
+                tracing::info!(
+                    session,
+                    model = model_id,
+                    "training run saved this bank's bottom model"
+                );
+                Response::Ack
+            }
             Err(e) => error(ErrorCode::Internal, e.to_string()),
         })
     }

@@ -59,7 +59,8 @@ async fn credit_grade_answers_reasons_batch_audit_and_openapi() {
     let gtls = pki.leaf("bank-a", Identity::Party(pid("bank-a")), false);
     let htls = pki.leaf("bank-b", Identity::Party(pid("bank-b")), false);
     let mut cfg = coordinator_config(ctls, pki.path("models-c"), &["bank-a", "bank-b"]);
-    cfg.training.epochs = 6;
+    cfg.training.epochs = 8;
+    cfg.training.max_rows = Some(12_000);
     cfg.scoring.max_batch = 50;
     let coordinator = Coordinator::start(cfg).await.unwrap();
     let addr = coordinator.quic_addr;
@@ -76,10 +77,15 @@ async fn credit_grade_answers_reasons_batch_audit_and_openapi() {
         (503, Some("model_not_loaded"))
     );
 
-    let guest = start_party(party_config("bank-a", gtls, addr, pki.path("models-a"), "guest"));
+    // 12,000 customers: enough training that the reasons' direction does not hang on the
+    // initial weights (each bank draws its own initialisation seed).
+    let mut gcfg = party_config("bank-a", gtls, addr, pki.path("models-a"), "guest");
+    gcfg.data.limit = Some(12_000);
+    let guest = start_party(gcfg);
     // The host bank publishes its own dictionary (its columns x0..x9 are LIMIT_BAL, SEX,
     // EDUCATION, MARRIAGE, AGE, PAY_0, PAY_2..PAY_5).
     let mut hcfg = party_config("bank-b", htls, addr, pki.path("models-b"), "host");
+    hcfg.data.limit = Some(12_000);
     hcfg.reasons = vec![
         reason("DL01", "Recent payment delays", &["x5", "x6"]),
         reason("DL02", "Earlier payment delays", &["x7", "x8", "x9"]),

@@ -30,7 +30,7 @@ pub struct TlsMaterial {
     pub key: PrivateKeyDer<'static>,
     /// The federation trust anchors.
     pub roots: Arc<RootCertStore>,
-    /// CRLs to check peers' certificates against (empty: no revocation checking).
+    /// CRLs to check peers' certificates against (at least one).
     pub crls: Vec<CertificateRevocationListDer<'static>>,
     /// Summary of our own leaf certificate.
     pub leaf_info: CertInfo,
@@ -58,7 +58,7 @@ pub struct TlsPaths {
     pub key: PathBuf,
     /// Federation root certificate(s) (PEM).
     pub ca: PathBuf,
-    /// CRL(s) (PEM); revocation is checked when this file exists.
+    /// CRL(s) (PEM); required: a holder without it refuses to start.
     pub crl: PathBuf,
 }
 
@@ -92,7 +92,7 @@ impl TlsPaths {
 
 impl TlsMaterial {
     /// Reads and checks the PEM files: a chain, a key that matches its leaf, at least one root,
-    /// and the CRLs if `crl.pem` exists.
+    /// and the CRLs of `crl.pem`, which must exist (revocation checking fails closed).
     ///
     /// # Errors
     /// [`TransportError::Pem`] naming the file that is missing, unreadable, empty or inconsistent.
@@ -125,19 +125,21 @@ impl TlsMaterial {
         if roots.is_empty() {
             return Err(pem_err(&paths.ca, "no CA certificate found".into()));
         }
-        let crls = if paths.crl.exists() {
-            let crls: Vec<CertificateRevocationListDer<'static>> =
-                CertificateRevocationListDer::pem_file_iter(&paths.crl)
-                    .map_err(|e| pem_err(&paths.crl, e.to_string()))?
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| pem_err(&paths.crl, e.to_string()))?;
-            if crls.is_empty() {
-                return Err(pem_err(&paths.crl, "no CRL found".into()));
-            }
-            crls
-        } else {
-            Vec::new()
-        };
+        // Fail closed: without a CRL a revoked peer would get in, so a missing one is an error.
+        if !paths.crl.exists() {
+            return Err(pem_err(
+                &paths.crl,
+                "missing: revocation cannot be checked without the federation's CRL; copy the current crl.pem here (tessera-certs issue writes one; tessera-certs crl makes a new one)".into(),
+            ));
+        }
+        let crls: Vec<CertificateRevocationListDer<'static>> =
+            CertificateRevocationListDer::pem_file_iter(&paths.crl)
+                .map_err(|e| pem_err(&paths.crl, e.to_string()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| pem_err(&paths.crl, e.to_string()))?;
+        if crls.is_empty() {
+            return Err(pem_err(&paths.crl, "no CRL found".into()));
+        }
         Ok(Self {
             chain,
             key,

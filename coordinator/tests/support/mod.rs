@@ -295,6 +295,23 @@ pub async fn poll_status(client: &reqwest::Client, url: &str, status: u16, withi
 }
 
 /// Asserts a party never gets connected, and the coordinator never registers `as_id`.
+/// Dials the coordinator at `addr` as `claim` with the certificate in `tls_dir`, through the
+/// project's own dialer, and returns why it was refused (panics if it got in).
+pub async fn refusal(
+    addr: SocketAddr,
+    tls_dir: &Path,
+    claim: &str,
+) -> tessera_common::transport::TransportError {
+    use tessera_common::transport::{Dialer, TlsMaterial, TlsPaths};
+    let s = fast_transport();
+    let material = TlsMaterial::load(&TlsPaths::in_dir(tls_dir)).unwrap();
+    let dialer = Dialer::new(addr, &material, &s).unwrap();
+    match dialer.connect(addr, "localhost", &pid(claim), 1, &s).await {
+        Ok(_) => panic!("{claim} with {} got in", tls_dir.display()),
+        Err(e) => e,
+    }
+}
+
 pub async fn assert_refused(c: &tessera_coordinator::app::Coordinator, mut party: RunningParty, as_id: &str) {
     assert!(
         !party.connects_within(Duration::from_secs(2)).await,

@@ -108,7 +108,6 @@ pub(super) fn score_error(e: &ScoreError) -> (StatusCode, &'static str) {
     match e {
         ScoreError::NoModel => (StatusCode::SERVICE_UNAVAILABLE, "model_not_loaded"),
         ScoreError::Item(i) => item_error(i),
-        ScoreError::BadAnswer(_) => (StatusCode::BAD_GATEWAY, "bad_party_answer"),
     }
 }
 

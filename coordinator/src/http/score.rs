@@ -50,7 +50,6 @@ fn record(state: &AppState, r: &ScoreResponse, started: Instant) {
         (status = 400, description = "Malformed body or customer id (`bad_request`)", body = ErrorBody),
         (status = 404, description = "No party knows the customer (`customer_not_found`)", body = ErrorBody),
         (status = 413, description = "Body too large (`payload_too_large`)", body = ErrorBody),
-        (status = 502, description = "A party answered with something malformed (`bad_party_answer`)", body = ErrorBody),
         (status = 503, description = "No model (`model_not_loaded`), too few parties (`parties_unavailable`) or too busy (`overloaded`)", body = ErrorBody)
     ),
     tag = "scoring"
@@ -99,7 +98,6 @@ pub(super) async fn score(
         (status = 200, description = "One item per customer: a score or that customer's error", body = BatchResponse),
         (status = 400, description = "Malformed body (`bad_request`)", body = ErrorBody),
         (status = 413, description = "Body too large or more than `scoring.max_batch` ids (`payload_too_large`)", body = ErrorBody),
-        (status = 502, description = "A party answered with something malformed (`bad_party_answer`)", body = ErrorBody),
         (status = 503, description = "No model (`model_not_loaded`) or too busy (`overloaded`)", body = ErrorBody)
     ),
     tag = "scoring"

@@ -7,7 +7,7 @@ use ndarray::Array2;
 use tessera_common::protocol::fanout::Outcome;
 use tessera_common::wire::{PartyId, Response};
 
-use super::{BatchError, CHUNK, ItemError, PartyStatus, Scored};
+use super::{CHUNK, ItemError, PartyStatus, Scored};
 use crate::artifact::PartyEntry;
 
 /// The embeddings of a batch, in manifest order.
@@ -22,16 +22,15 @@ pub struct Gathered {
 }
 
 /// Turns the `Embed` outcomes (per party, one per chunk of [`CHUNK`] customers) into
-/// [`Gathered`]. A party that failed, timed out, or answered something else is unavailable
-/// for its chunks.
-///
-/// # Errors
-/// [`BatchError::BadAnswer`] if a party's embeddings do not have the shape the manifest says.
+/// [`Gathered`]. A party that failed, timed out, answered something else, or answered
+/// embeddings of the wrong shape or with non-finite values is unavailable for that chunk: one
+/// bad answer degrades the customers of that chunk (as a missing party does) instead of failing
+/// every caller coalesced into the batch.
 pub fn gather(
     entries: &[PartyEntry],
     answers: &BTreeMap<PartyId, Vec<Outcome<Response>>>,
     n: usize,
-) -> Result<Gathered, BatchError> {
+) -> Gathered {
     let mut statuses = vec![Vec::with_capacity(entries.len()); n];
     let mut parts = Vec::with_capacity(entries.len());
     let mut present = Vec::with_capacity(entries.len());
@@ -44,21 +43,22 @@ pub fn gather(
         for c in 0..n.div_ceil(CHUNK) {
             let start = c * CHUNK;
             let len = CHUNK.min(n - start);
-            let chunk_status: Result<(Array2<f64>, &Vec<bool>), PartyStatus> =
-                match chunks.and_then(|v| v.get(c)) {
-                    None | Some(Outcome::Failed(_)) => Err(PartyStatus::Unavailable),
-                    Some(Outcome::TimedOut) => Err(PartyStatus::Timeout),
-                    Some(Outcome::Answered(Response::Embeddings { matrix, known })) => {
-                        let a = matrix
-                            .to_array(len, d)
-                            .map_err(|_| BatchError::BadAnswer(p.clone()))?;
-                        if known.len() != len {
-                            return Err(BatchError::BadAnswer(p.clone()));
+            let chunk_status: Result<(Array2<f64>, &Vec<bool>), PartyStatus> = match chunks
+                .and_then(|v| v.get(c))
+            {
+                None | Some(Outcome::Failed(_)) => Err(PartyStatus::Unavailable),
+                Some(Outcome::TimedOut) => Err(PartyStatus::Timeout),
+                Some(Outcome::Answered(Response::Embeddings { matrix, known })) => {
+                    match matrix.to_array(len, d) {
+                        Ok(a) if known.len() == len => Ok((a, known)),
+                        Ok(_) | Err(_) => {
+                            tracing::warn!(party = %p, customers = len, "malformed embeddings: the party is treated as unavailable for them");
+                            Err(PartyStatus::Unavailable)
                         }
-                        Ok((a, known))
                     }
-                    Some(Outcome::Answered(_)) => Err(PartyStatus::Unavailable),
-                };
+                }
+                Some(Outcome::Answered(_)) => Err(PartyStatus::Unavailable),
+            };
             for i in 0..len {
                 let status = match &chunk_status {
                     Err(s) => *s,
@@ -75,11 +75,11 @@ pub fn gather(
         parts.push(m);
         present.push(here);
     }
-    Ok(Gathered {
+    Gathered {
         parts,
         present,
         statuses,
-    })
+    }
 }
 
 /// One result slot per customer.
@@ -153,7 +153,7 @@ mod tests {
             (pid("b"), vec![Outcome::TimedOut]),
             (pid("c"), vec![Outcome::Failed(Failure::NotConnected)]),
         ]);
-        let g = gather(&entries, &answers, 2).unwrap();
+        let g = gather(&entries, &answers, 2);
         assert_eq!(g.parts[0].row(0).to_vec(), vec![1.0, 2.0]);
         assert_eq!(
             g.parts[0].row(1).to_vec(),
@@ -173,15 +173,20 @@ mod tests {
     }
 
     #[test]
-    fn a_wrongly_shaped_answer_is_a_bad_answer_from_that_party() {
-        let entries = [entry("a", 2)];
+    fn a_malformed_answer_makes_that_party_unavailable_for_its_chunk_only() {
+        let entries = [entry("a", 2), entry("b", 2)];
         for bad in [
             embeddings(&[[1.0, 2.0]], &[true, true]),       // one row for two ids
             embeddings(&[[1.0, 2.0], [1.0, 2.0]], &[true]), // known too short
             embeddings(&[[f32::NAN, 2.0], [1.0, 2.0]], &[true, true]), // not finite
         ] {
-            let answers = BTreeMap::from([(pid("a"), vec![bad])]);
-            assert!(matches!(gather(&entries, &answers, 2), Err(BatchError::BadAnswer(p)) if p == pid("a")));
+            let good = embeddings(&[[1.0, 2.0], [3.0, 4.0]], &[true, true]);
+            let answers = BTreeMap::from([(pid("a"), vec![bad]), (pid("b"), vec![good])]);
+            let g = gather(&entries, &answers, 2);
+            assert_eq!(g.present[0], vec![false, false]);
+            assert_eq!(g.present[1], vec![true, true]);
+            assert_eq!(g.statuses[0][0], (pid("a"), PartyStatus::Unavailable));
+            assert_eq!(g.statuses[0][1], (pid("b"), PartyStatus::Ok));
         }
     }
 

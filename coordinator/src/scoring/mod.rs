@@ -119,14 +119,6 @@ fn names(v: &[(PartyId, PartyStatus)], keep: impl Fn(PartyStatus) -> bool) -> St
         .join(", ")
 }
 
-/// Why a whole batch failed.
-#[derive(Debug, thiserror::Error)]
-pub enum BatchError {
-    /// A party answered with something malformed.
-    #[error("party {0} sent a malformed answer")]
-    BadAnswer(PartyId),
-}
-
 /// Everything scoring needs besides the federation.
 pub struct ScoringContext<'a> {
     /// The manifest of the active model.
@@ -177,16 +169,14 @@ async fn chunked<F: Federation>(
 /// Scores `ids` with the active model over `ready` (the parties that loaded it).
 ///
 /// # Returns
-/// One result per id, in order: a score, or why that customer could not be scored.
-///
-/// # Errors
-/// [`BatchError::BadAnswer`] if a party answers with a malformed embedding.
+/// One result per id, in order: a score, or why that customer could not be scored. A party
+/// that answers malformed embeddings is unavailable for those customers (degraded).
 pub async fn score_batch<F: Federation>(
     fed: &F,
     ready: &[PartyId],
     ctx: &ScoringContext<'_>,
     ids: &[String],
-) -> Result<Vec<Result<Scored, ItemError>>, BatchError> {
+) -> Vec<Result<Scored, ItemError>> {
     let entries = &ctx.manifest.parties;
     // 1. Embeddings.
     let answers = chunked(fed, ready, ids, ctx.timeout, ctx.trace, |_, r| Request::Embed {
@@ -200,7 +190,7 @@ pub async fn score_batch<F: Federation>(
             }
         }
     }
-    let gathered = embed::gather(entries, &answers, ids.len())?;
+    let gathered = embed::gather(entries, &answers, ids.len());
     // 2. Which customers can be scored.
     let (mut results, rows) = embed::scorable(&gathered.statuses, ctx.min_parties);
     // 3. The top model on the scorable rows.
@@ -246,10 +236,10 @@ pub async fn score_batch<F: Federation>(
                 .collect(),
         }));
     }
-    Ok(results
+    results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(ItemError::PartiesUnavailable(Vec::new()))))
-        .collect())
+        .collect()
 }
 
 /// Whether an answer says the party lost its model (a restarted party).

@@ -40,9 +40,6 @@ pub enum ScoreError {
     /// The one customer asked for could not be scored.
     #[error(transparent)]
     Item(#[from] ItemError),
-    /// A party answered with something malformed.
-    #[error("party {0} sent a malformed answer")]
-    BadAnswer(PartyId),
 }
 
 impl ScoreError {
@@ -163,7 +160,7 @@ impl Serving {
     /// One result per id, in order.
     ///
     /// # Errors
-    /// [`ScoreError::NoModel`] or [`ScoreError::BadAnswer`] (the whole batch fails).
+    /// [`ScoreError::NoModel`].
     pub async fn score_many(
         &self,
         ids: &[String],
@@ -196,8 +193,6 @@ impl Serving {
             on_lost_model: Some(&lost),
             trace,
         };
-        crate::scoring::score_batch(&self.registry, &ready, &ctx, ids)
-            .await
-            .map_err(|crate::scoring::BatchError::BadAnswer(p)| ScoreError::BadAnswer(p))
+        Ok(crate::scoring::score_batch(&self.registry, &ready, &ctx, ids).await)
     }
 }

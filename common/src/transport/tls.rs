@@ -182,6 +182,11 @@ pub fn server_config(m: &TlsMaterial) -> Result<quinn::crypto::rustls::QuicServe
         .with_single_cert(m.chain.clone(), m.key.clone_key())
         .map_err(|e| TransportError::Tls(e.to_string()))?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
+    // No session resumption: every connection presents and verifies a full certificate chain
+    // against the current roots and CRLs, so an expired or revoked party cannot come back on a
+    // resumed session between two sweeps.
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    cfg.send_tls13_tickets = 0;
     quinn::crypto::rustls::QuicServerConfig::try_from(cfg).map_err(|e| TransportError::Tls(e.to_string()))
 }
 
@@ -204,5 +209,6 @@ pub fn client_config(m: &TlsMaterial) -> Result<quinn::crypto::rustls::QuicClien
         .with_client_auth_cert(m.chain.clone(), m.key.clone_key())
         .map_err(|e| TransportError::Tls(e.to_string()))?;
     cfg.alpn_protocols = vec![ALPN.to_vec()];
+    cfg.resumption = rustls::client::Resumption::disabled();
     quinn::crypto::rustls::QuicClientConfig::try_from(cfg).map_err(|e| TransportError::Tls(e.to_string()))
 }

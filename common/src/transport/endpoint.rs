@@ -242,10 +242,11 @@ impl Dialer {
             .map_err(|_| TransportError::Timeout(s.connect_timeout(), "connecting to the coordinator"))?
     }
 
-    /// Closes every connection of this dialer and waits until they have drained.
+    /// Closes every connection of this dialer and waits until they have drained, at most 2 s
+    /// (a peer that vanished does not hold the shutdown).
     pub async fn shut_down(&self, reason: CloseReason) {
         self.endpoint.close(reason.varint(), reason.text().as_bytes());
-        self.endpoint.wait_idle().await;
+        let _ = timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
     }
 }
 

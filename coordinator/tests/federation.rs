@@ -20,11 +20,17 @@ struct Fed {
 }
 
 async fn federation() -> Fed {
+    federation_with(|_| {}).await
+}
+
+/// A federation whose coordinator configuration `tweak` adjusts first.
+async fn federation_with(tweak: impl FnOnce(&mut tessera_coordinator::config::CoordinatorConfig)) -> Fed {
     let pki = Pki::new();
     let ctls = pki.leaf("coordinator", Identity::Coordinator, false);
     let gtls = pki.leaf("bank-a", Identity::Party(pid("bank-a")), false);
     let htls = pki.leaf("bank-b", Identity::Party(pid("bank-b")), false);
-    let cfg = coordinator_config(ctls, pki.path("models-c"), &["bank-a", "bank-b"]);
+    let mut cfg = coordinator_config(ctls, pki.path("models-c"), &["bank-a", "bank-b"]);
+    tweak(&mut cfg);
     let coordinator = Coordinator::start(cfg).await.unwrap();
     let addr = coordinator.quic_addr;
     let mut guest = start_party(party_config("bank-a", gtls, addr, pki.path("models-a"), "guest"));
@@ -68,7 +74,11 @@ impl Fed {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trains_and_scores_over_mutual_tls_quic() {
-    let fed = federation().await;
+    // Minibatches of 32 rather than 256: two epochs of 2,400 training customers are then 150
+    // steps, enough for a model clearly better than chance whatever order the customers come
+    // in (the order follows each session's random PSI shuffle, so it differs run to run).
+    // With 256 (19 steps) the holdout AUC sat at 0.60-0.61, at the bound.
+    let fed = federation_with(|c| c.training.batch_size = 32).await;
     // Before a model: not ready, scoring impossible.
     assert_eq!(fed.status("/readyz").await, 503);
     let (status, body) = fed.score("25115").await;
@@ -91,7 +101,7 @@ async fn trains_and_scores_over_mutual_tls_quic() {
     assert_eq!(manifest.metrics.holdout_auc_party_absent.len(), 2);
     assert_eq!(manifest.metrics.epochs_run, 2);
     assert!(
-        manifest.metrics.holdout_auc > 0.6,
+        manifest.metrics.holdout_auc > 0.7,
         "AUC {}",
         manifest.metrics.holdout_auc
     );

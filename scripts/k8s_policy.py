@@ -21,7 +21,9 @@ Subcommands:
                              Certificates) agree with the rendered overlays in DIR.
   config-check DIR BINDIR    runs every rendered party/coordinator container's configuration
                              through `BINDIR/<binary> check-config` with that container's
-                             environment; exit 1 unless each passes and each broken variant fails.
+                             environment (files it names inside a mounted Secret, such as the
+                             API keys file, replaced by stand-ins); exit 1 unless each passes
+                             and each broken variant fails.
 
 Needs PyYAML (scripts/test-k8s installs it in a virtualenv).
 """
@@ -45,6 +47,13 @@ UID = 65532
 QUIC_PORT = 4433
 HTTP_PORT = 8080
 METRICS_PORT = 9100
+# The coordinator's /metrics listener (listen_metrics), apart from the API's port.
+COORD_METRICS_PORT = 9090
+# The coordinator's API keys file: a variable naming a file of a Secret mounted whole.
+KEYS_ENV = "TESSERA_COORDINATOR__AUTH__KEYS_FILE"
+AUTH_MODE_ENV = "TESSERA_COORDINATOR__AUTH__MODE"
+METRICS_ENV = "TESSERA_COORDINATOR__LISTEN_METRICS"
+KEYS_SECRET = "tessera-api-keys"
 MONITORING_NS = "monitoring"
 PARTY_LABEL = {"app.kubernetes.io/name": "tessera-party"}
 COORD_NAME = "tessera-coordinator"
@@ -56,6 +65,14 @@ WORKLOAD_KINDS = {"Deployment", "Job", "CronJob", "StatefulSet", "DaemonSet", "P
 # Secrets a check-config run may need, with a plausible stand-in value.
 SECRET_PLACEHOLDERS = {
     ("coordinator-audit", "url"): "postgres://user:pass@db:5432/tessera",
+}
+# Files of mounted Secrets a check-config run reads, with a plausible stand-in content: an API
+# keys file with one client (a hash of nothing anyone holds).
+SECRET_FILE_PLACEHOLDERS = {
+    (KEYS_SECRET, "api-keys.toml"): (
+        '[[client]]\nname = "config-check"\n'
+        'key_sha256 = "' + "0" * 63 + '1"\nscopes = ["score"]\n'
+    ),
 }
 
 
@@ -424,6 +441,65 @@ def check_party(ck: Checker, bank: str, objects: list[dict]) -> None:
              "party.netpol-egress", bank, f"egress to UDP {QUIC_PORT} and DNS is allowed")
 
 
+def port_of_addr(addr: str | None) -> int | None:
+    """The port of `host:port` (None if there is none)."""
+    m = re.fullmatch(r".*:([0-9]+)", str(addr or "").strip().strip('"'))
+    return int(m.group(1)) if m else None
+
+
+def coord_metrics_port(env: dict) -> int | None:
+    """Where the coordinator serves /metrics: listen_metrics if set, else the API's port."""
+    if METRICS_ENV in env:
+        return port_of_addr(env[METRICS_ENV])
+    return port_of_addr(env.get("TESSERA_COORDINATOR__LISTEN_HTTP", f"127.0.0.1:{HTTP_PORT}"))
+
+
+def secret_mount_of(path: str, container: dict, pod_spec: dict) -> tuple[dict | None, dict | None, str]:
+    """The volumeMount under which `path` lies, its volume, and the path inside the volume."""
+    volumes = {v.get("name"): v for v in pod_spec.get("volumes") or []}
+    for m in container.get("volumeMounts") or []:
+        mp = str(m.get("mountPath", "")).rstrip("/")
+        if path == mp or path.startswith(mp + "/"):
+            return m, volumes.get(m.get("name")), path[len(mp) + 1:]
+    return None, None, ""
+
+
+def check_api_keys(ck: Checker, where: str, container: dict, pod_spec: dict, env: dict) -> None:
+    """API authentication is on, and its keys file comes from the Secret, mounted read-only and
+    whole (a subPath mount would never see the Secret change: no rotation without restart)."""
+    mode = str(env.get(AUTH_MODE_ENV, "keys")).strip().strip('"')
+    ck.check(mode == "keys", "coord.api-keys", where, f"API authentication is on (auth.mode {mode!r}; 'none' would turn it off)")
+    path = env.get(KEYS_ENV, "")
+    ck.check(path.startswith("/"), "coord.api-keys", where, f"{KEYS_ENV} names an absolute path ({path!r})")
+    m, v, rel = secret_mount_of(path, container, pod_spec) if path.startswith("/") else (None, None, "")
+    secret = (v or {}).get("secret") or {}
+    ck.check(m is not None and secret.get("secretName") == KEYS_SECRET, "coord.api-keys", where,
+             f"the keys file {path} lies in a mount of the Secret {KEYS_SECRET}")
+    if m is None:
+        return
+    ck.check(m.get("readOnly") is True and "subPath" not in m and "subPathExpr" not in m,
+             "coord.api-keys", where,
+             f"the Secret {KEYS_SECRET} is mounted read-only and whole at {m.get('mountPath')} (no subPath: "
+             "updates reach the pod)")
+    items = {i.get("path"): i.get("key") for i in secret.get("items") or []}
+    key = items.get(rel, rel if not items else None)
+    ck.check(bool(key) and "/" not in rel and key == "api-keys.toml", "coord.api-keys", where,
+             f"the file {rel!r} is the Secret's key api-keys.toml")
+
+
+def check_coord_metrics(ck: Checker, where: str, template: dict, env: dict) -> int | None:
+    """The scrape annotations and a container port point at where /metrics is served."""
+    mport = coord_metrics_port(env)
+    ann = (template.get("metadata") or {}).get("annotations") or {}
+    ck.check(mport is not None and str(ann.get("prometheus.io/port")) == str(mport), "coord.metrics-port", where,
+             f"prometheus.io/port is the port /metrics is served on ({mport}: listen_metrics, else listen_http)")
+    ports = [p for c in (template.get("spec") or {}).get("containers") or [] for p in c.get("ports") or []]
+    named = [p for p in ports if p.get("containerPort") == mport and p.get("protocol", "TCP") == "TCP"]
+    ok = len(named) == 1 and (mport == HTTP_PORT or named[0].get("name") == "metrics")
+    ck.check(ok, "coord.metrics-port", where, f"a TCP container port {mport} (named `metrics` when apart from the API)")
+    return mport
+
+
 def check_coordinator(ck: Checker, objects: list[dict], banks: dict[str, list[dict]]) -> None:
     ov = "coordinator"
     ns = NAMESPACE[ov]
@@ -501,6 +577,14 @@ def check_coordinator(ck: Checker, objects: list[dict], banks: dict[str, list[di
         audit = [e for e in x.get("env") or [] if e.get("name") == "TESSERA_COORDINATOR__AUDIT__URL"]
         ck.check(len(audit) == 1 and "secretKeyRef" in (audit[0].get("valueFrom") or {}),
                  "coord.audit-from-secret", xw, "the audit database URL comes from a Secret (secretKeyRef)")
+    # API keys and the metrics port, in serving and training pods alike.
+    mport = None
+    for x, xt, xw in [(c, t, w)] + [((pod_template(j)["spec"]["containers"] or [{}])[0], pod_template(j),
+                                     f"{ov}/{name_of(j)}") for j in trainers]:
+        xenv, _ = env_map(x, objects, ns)
+        check_api_keys(ck, xw, x, xt.get("spec") or {}, xenv)
+        got = check_coord_metrics(ck, xw, xt, xenv)
+        mport = got if x is c else mport
     env, problems = env_map(c, objects, ns)
     ck.check(not problems, "coord.env", w, "environment resolves offline" + (f": {problems}" if problems else ""))
     # Federation membership agrees with the bank overlays.
@@ -520,6 +604,11 @@ def check_coordinator(ck: Checker, objects: list[dict], banks: dict[str, list[di
             and any(p.get("protocol", "TCP") == "TCP" and p.get("port") == HTTP_PORT for p in s["spec"].get("ports") or [])]
     ck.check(len(http) == 1 and http[0]["spec"].get("type", "ClusterIP") == "ClusterIP",
              "coord.service-http", ov, f"one ClusterIP Service for HTTP {HTTP_PORT} selects the serving pods")
+    if http and mport is not None:
+        targets = [container_port(cs, p.get("targetPort", p.get("port"))) for p in http[0]["spec"].get("ports") or []
+                   if p.get("protocol", "TCP") == "TCP"]
+        ck.check(mport in targets, "coord.metrics-port", f"{ov}/{name_of(http[0])}",
+                 f"a port of the Service leads to the metrics port {mport} (for a ServiceMonitor)")
     quic = [s for s in svcs if selects(s["spec"].get("selector"), slabels) and s["spec"].get("clusterIP") != "None"
             and any(p.get("protocol") == "UDP" and p.get("port") == QUIC_PORT for p in s["spec"].get("ports") or [])]
     ck.check(len(quic) == 1 and quic[0]["spec"].get("type") in ("LoadBalancer", "NodePort")
@@ -553,6 +642,8 @@ def check_coordinator(ck: Checker, objects: list[dict], banks: dict[str, list[di
     bank_ns = [NAMESPACE[b] for b in banks]
     quic_ns_ok = {n: False for n in bank_ns}
     monitoring_ok = clients_ok = False
+    mport = mport if mport is not None else HTTP_PORT
+    allowed = {("UDP", QUIC_PORT), ("TCP", HTTP_PORT), ("TCP", mport)}
     for n in nps:
         nw = f"{ov}/{name_of(n)}"
         for i, r in enumerate(n["spec"].get("ingress") or []):
@@ -560,8 +651,9 @@ def check_coordinator(ck: Checker, objects: list[dict], banks: dict[str, list[di
             ps = port_set(r)
             ck.check(bool(peers) and bool(ps), "coord.netpol", nw,
                      f"ingress rule {i} names its sources and its ports (no allow-all)")
-            ck.check(ps <= {("UDP", QUIC_PORT), ("TCP", HTTP_PORT)}, "coord.netpol", nw,
-                     f"ingress rule {i} admits only UDP {QUIC_PORT} or TCP {HTTP_PORT}: {sorted(ps, key=str)}")
+            ck.check(ps <= allowed, "coord.netpol", nw,
+                     f"ingress rule {i} admits only UDP {QUIC_PORT}, TCP {HTTP_PORT} (API) or TCP {mport} (metrics): "
+                     f"{sorted(ps, key=str)}")
             for p in peers:
                 ok = (("namespaceSelector" in p and p["namespaceSelector"] not in ({}, None))
                       or ("ipBlock" in p and p["ipBlock"].get("cidr") not in ("0.0.0.0/0", "::/0")))
@@ -572,15 +664,19 @@ def check_coordinator(ck: Checker, objects: list[dict], banks: dict[str, list[di
                     for b in bank_ns:
                         if "namespaceSelector" in p and ns_selector_admits(p["namespaceSelector"], b):
                             quic_ns_ok[b] = True
-            if ("TCP", HTTP_PORT) in ps:
-                for p in peers:
-                    if "namespaceSelector" in p and ns_selector_admits(p["namespaceSelector"], MONITORING_NS):
-                        monitoring_ok = True
-                    elif "namespaceSelector" in p:
-                        clients_ok = True
+            monitoring_peer = lambda p: ("namespaceSelector" in p  # noqa: E731
+                                         and ns_selector_admits(p["namespaceSelector"], MONITORING_NS))
+            if ("TCP", mport) in ps and any(monitoring_peer(p) for p in peers):
+                monitoring_ok = True
+            if ("TCP", HTTP_PORT) in ps and any("namespaceSelector" in p and not monitoring_peer(p) for p in peers):
+                clients_ok = True
+            if mport != HTTP_PORT and ("TCP", mport) in ps:
+                ck.check(all(monitoring_peer(p) and set(p) <= {"namespaceSelector", "podSelector"} for p in peers),
+                         "coord.netpol", nw,
+                         f"ingress rule {i}: the metrics port {mport} is admitted from {MONITORING_NS} only")
     for b, ok in quic_ns_ok.items():
         ck.check(ok, "coord.netpol", ov, f"QUIC is admitted from the bank namespace {b}")
-    ck.check(monitoring_ok, "coord.netpol", ov, f"/metrics (TCP {HTTP_PORT}) is admitted from {MONITORING_NS}")
+    ck.check(monitoring_ok, "coord.netpol", ov, f"/metrics (TCP {mport}) is admitted from {MONITORING_NS}")
     ck.check(clients_ok, "coord.netpol", ov, f"the API (TCP {HTTP_PORT}) is admitted from a client namespace")
 
 
@@ -707,6 +803,36 @@ def _m_party_parties(d):
     cm["data"]["TESSERA_COORDINATOR__PARTIES"] = '["card", "auto", "savings"]'
 
 
+def _keys_mount(d, kind):
+    return next(m for m in container(d, "coordinator", kind)["volumeMounts"] if m["name"] == "api-keys")
+
+
+def _m_keys_subpath(d):
+    m = _keys_mount(d, "Deployment")
+    m["mountPath"] = m["mountPath"] + "/api-keys.toml"
+    m["subPath"] = "api-keys.toml"
+
+
+def _m_keys_job_missing(d):
+    c = container(d, "coordinator", "CronJob")
+    c["volumeMounts"] = [m for m in c["volumeMounts"] if m["name"] != "api-keys"]
+
+
+def _m_auth_off(d):
+    find(d, "coordinator", "ConfigMap")["data"][AUTH_MODE_ENV] = "none"
+
+
+def _m_metrics_to_clients(d):
+    for r in find(d, "coordinator", "NetworkPolicy")["spec"]["ingress"]:
+        if {"protocol": "TCP", "port": HTTP_PORT} in r.get("ports", []):
+            r["ports"].append({"protocol": "TCP", "port": COORD_METRICS_PORT})
+
+
+def _m_metrics_annotation(d):
+    t = pod_template(find(d, "coordinator", "Deployment"))
+    t["metadata"]["annotations"]["prometheus.io/port"] = str(HTTP_PORT)
+
+
 MUTATIONS = [
     ("card party: readOnlyRootFilesystem dropped", _m_rofs, "container.read-only-root-fs"),
     ("auto party: a hostPath volume added", _m_hostpath, "pod.no-hostpath"),
@@ -729,6 +855,12 @@ MUTATIONS = [
     ("training Job: hostNetwork", _m_hostnetwork, "pod.no-host-namespaces"),
     ("auto party: runAsUser 0", _m_root, "pod.run-as-user"),
     ("coordinator: a bank missing from parties", _m_party_parties, "coord.federation"),
+    ("coordinator: API keys Secret mounted with subPath", _m_keys_subpath, "coord.api-keys"),
+    ("training Job: API keys Secret not mounted", _m_keys_job_missing, "coord.api-keys"),
+    ("coordinator: auth.mode none in the ConfigMap", _m_auth_off, "coord.api-keys"),
+    ("coordinator NetworkPolicy: metrics port open to the client namespace", _m_metrics_to_clients, "coord.netpol"),
+    ("coordinator: scrape annotation on the API port, not the metrics port", _m_metrics_annotation,
+     "coord.metrics-port"),
 ]
 
 
@@ -783,6 +915,18 @@ def monitors(d: Path) -> int:
             names = {p.get("name") for t in targets for p in t["spec"].get("ports") or []}
             ck.check(bool(eps) and all(e.get("port") in names and e.get("path") == "/metrics" for e in eps),
                      "monitor.endpoints", w, f"scrapes /metrics on a named port of that Service {sorted(names, key=str)}")
+            # /metrics is served on listen_metrics when set, not on the API's port.
+            dep = next((x for x in objs if x.get("kind") == "Deployment"
+                        and labels_of_template(pod_template(x)).get("app.kubernetes.io/name") == COORD_NAME), None)
+            if dep is not None and targets:
+                cs = pod_template(dep)["spec"].get("containers") or []
+                env, _ = env_map(cs[0], objs, ns)
+                mport = coord_metrics_port(env)
+                by_name = {p.get("name"): p for p in targets[0]["spec"].get("ports") or []}
+                reach = [container_port(cs, (lambda sp: sp.get("targetPort", sp.get("port")))(by_name.get(e.get("port"), {})))
+                         for e in eps]
+                ck.check(bool(reach) and all(r == mport for r in reach), "monitor.endpoints", w,
+                         f"its endpoint ports lead to the coordinator's metrics port {mport}")
         else:
             pods = [pod_template(x) for x in objs if x.get("kind") in WORKLOAD_KINDS]
             targets = [t for t in pods if selects(sel, labels_of_template(t))]
@@ -953,6 +1097,32 @@ def run_binary(argv: list[str], env: dict, cwd: str) -> tuple[int, str]:
     return p.returncode, (p.stderr + p.stdout).strip()
 
 
+def stand_in_secret_files(env: dict, container: dict, pod_spec: dict, cwd: str) -> tuple[dict, list[str]]:
+    """`env` with every path into a mounted Secret replaced by a stand-in file under `cwd`
+    (SECRET_FILE_PLACEHOLDERS), as the kubelet would have put the Secret's key there."""
+    out, problems = dict(env), []
+    for k, v in env.items():
+        if not v.startswith("/"):
+            continue
+        m, vol, rel = secret_mount_of(v, container, pod_spec)
+        secret = (vol or {}).get("secret")
+        if m is None or secret is None or not rel:
+            continue
+        items = {i.get("path"): i.get("key") for i in secret.get("items") or []}
+        key = items.get(rel, rel if not items else None)
+        content = SECRET_FILE_PLACEHOLDERS.get((secret.get("secretName"), key))
+        if content is None:
+            problems.append(f"env {k}: no stand-in for Secret {secret.get('secretName')} key {key} "
+                            "(add one to SECRET_FILE_PLACEHOLDERS in scripts/k8s_policy.py)")
+            continue
+        f = Path(cwd) / "secrets" / str(secret.get("secretName")) / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(content)
+        f.chmod(0o600)
+        out[k] = str(f)
+    return out, problems
+
+
 def config_check(d: Path, bindir: Path) -> int:
     docs = load_dir(d)
     ran = failed = 0
@@ -977,6 +1147,8 @@ def config_check(d: Path, bindir: Path) -> int:
                         continue
                     sub, why = check_config_argv(binary, c.get("args") or [])
                     env, problems = env_map(c, docs[o], NAMESPACE[o])
+                    env, file_problems = stand_in_secret_files(env, c, t["spec"], cwd)
+                    problems += file_problems
                     if sub is None or problems:
                         print(f"  FAIL {where}: {why or '; '.join(problems)}")
                         failed += 1
@@ -1000,6 +1172,12 @@ def config_check(d: Path, bindir: Path) -> int:
                         (f"without {req}", {k: v for k, v in env.items() if k != req}),
                         (f"with {PREFIX[binary]}__NO_SUCH_KEY", {**env, f"{PREFIX[binary]}__NO_SUCH_KEY": "1"}),
                     ]
+                    if KEYS_ENV in env:
+                        variants += [
+                            (f"without {KEYS_ENV} (auth.mode keys needs it)",
+                             {k: v for k, v in env.items() if k != KEYS_ENV}),
+                            (f"with {KEYS_ENV} naming a missing file", {**env, KEYS_ENV: str(Path(cwd) / "no-such-keys.toml")}),
+                        ]
                     for what, venv in variants:
                         rc, out = run_binary(argv, venv, cwd)
                         ran += 1

@@ -83,6 +83,12 @@ async fn main() -> Result<()> {
         training: cfg.clone(),
         transport: transport.clone(),
         audit: Default::default(),
+        // Training only: no API calls are made.
+        auth: tessera_coordinator::auth::AuthSettings {
+            mode: tessera_coordinator::auth::AuthMode::None,
+            keys_file: None,
+        },
+        listen_metrics: None,
     };
     ccfg.validate().map_err(anyhow::Error::msg)?;
     let coordinator = Coordinator::start(ccfg).await?;

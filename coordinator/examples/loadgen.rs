@@ -73,7 +73,16 @@ async fn main() -> Result<()> {
             .collect(),
     );
     anyhow::ensure!(!ids.is_empty(), "no ids");
+    // The API key, if the coordinator wants one: TESSERA_API_KEY.
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(key) = std::env::var("TESSERA_API_KEY") {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).context("TESSERA_API_KEY")?,
+        );
+    }
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .pool_max_idle_per_host(4096)
         .timeout(Duration::from_secs(10))
         .build()?;

@@ -40,6 +40,22 @@ pub enum Error {
     /// The audit log could not be opened.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// The API keys file could not be used.
+    #[error(transparent)]
+    Keys(#[from] crate::auth::KeysError),
+}
+
+/// How often the API keys file is checked for changes.
+const KEYS_POLL: Duration = Duration::from_secs(2);
+
+/// Serves `app` on `listener` until `shutdown` ([`http::server::serve`]).
+fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: &crate::config::HttpSettings,
+    shutdown: shutdown::Shutdown,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(http::server::serve(listener, app, limits.clone(), shutdown))
 }
 
 /// A running coordinator.
@@ -48,6 +64,8 @@ pub struct Coordinator {
     pub quic_addr: SocketAddr,
     /// The bound HTTP address.
     pub http_addr: SocketAddr,
+    /// The bound address of the separate `/metrics` listener, if `listen_metrics` is set.
+    pub metrics_addr: Option<SocketAddr>,
     /// Scoring state.
     pub serving: Arc<Serving>,
     config: CoordinatorConfig,
@@ -204,6 +222,22 @@ impl Coordinator {
         } else {
             (None, None)
         };
+        let auth = crate::auth::Authenticator::from_settings(&config.auth)?;
+        let metrics_listener = match config.listen_metrics {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| Error::HttpBind(addr, e))?,
+            ),
+            None => None,
+        };
+        let metrics_addr = match &metrics_listener {
+            Some(l) => Some(
+                l.local_addr()
+                    .map_err(|e| Error::HttpBind(config.listen_http, e))?,
+            ),
+            None => None,
+        };
         let state = AppState {
             serving: serving.clone(),
             metrics: metrics.clone(),
@@ -211,17 +245,19 @@ impl Coordinator {
             own_cert: own_cert.clone(),
             audit,
             scoring: config.scoring.clone(),
+            auth: auth.clone(),
         };
-        let app = http::router(state, &config.http);
-        let mut http_shutdown = shutdown.clone();
-        let http_task = tokio::spawn(async move {
-            let served = axum::serve(http_listener, app)
-                .with_graceful_shutdown(async move { http_shutdown.recv().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP server failed");
-            }
+        let metrics_task = metrics_listener.map(|l| {
+            serve_http(
+                l,
+                http::metrics_router(state.clone()),
+                &config.http,
+                shutdown.clone(),
+            )
         });
+        let app = http::router(state, &config.http, config.listen_metrics.is_none());
+        let http_task = serve_http(http_listener, app, &config.http, shutdown.clone());
+        let keys_task = tokio::spawn(auth.watch(config.auth.clone(), KEYS_POLL, shutdown.clone()));
         let reload_task = tokio::spawn(reload_tls(
             config.clone(),
             material.revoked_serials(),
@@ -235,13 +271,15 @@ impl Coordinator {
         Ok(Self {
             quic_addr,
             http_addr,
+            metrics_addr,
             serving,
             config,
             listener,
             trigger,
             // The audit writer ends (queue drained) once the HTTP server has dropped its handle.
-            tasks: [http_task, listener_task, reload_task]
+            tasks: [http_task, listener_task, reload_task, keys_task]
                 .into_iter()
+                .chain(metrics_task)
                 .chain(audit_task)
                 .collect(),
         })

@@ -124,6 +124,9 @@ pub struct Decision {
     pub missing_parties: Vec<String>,
     /// Time to answer, milliseconds.
     pub latency_ms: f64,
+    /// The API client that asked (its name in the keys file; `anonymous` with
+    /// authentication off).
+    pub caller: String,
 }
 
 /// Audit log errors.
@@ -171,11 +174,18 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tessera_decisions (
     reason_codes TEXT NOT NULL,
     degraded BIGINT NOT NULL,
     missing_parties TEXT NOT NULL,
-    latency_ms DOUBLE PRECISION NOT NULL
+    latency_ms DOUBLE PRECISION NOT NULL,
+    caller TEXT NOT NULL DEFAULT ''
 )";
 
+/// Columns of a decision row.
+const COLUMNS: usize = 13;
+
+/// Adds the `caller` column to a table made before it existed (rows from then: `''`).
+const ADD_CALLER: &str = "ALTER TABLE tessera_decisions ADD COLUMN caller TEXT NOT NULL DEFAULT ''";
+
 const INSERT_PREFIX: &str = "INSERT INTO tessera_decisions (request_id, decided_at, customer, customer_hashed,
-    model_version, probability_of_default, score, band, reason_codes, degraded, missing_parties, latency_ms) ";
+    model_version, probability_of_default, score, band, reason_codes, degraded, missing_parties, latency_ms, caller) ";
 
 /// Seconds a dropped decision keeps `/readyz` reporting it.
 const DROP_REPORT_SECS: i64 = 60;
@@ -210,6 +220,14 @@ impl Audit {
             .connect(&url)
             .await?;
         sqlx::query(SCHEMA).execute(&pool).await?;
+        if sqlx::query("SELECT caller FROM tessera_decisions WHERE 1 = 0")
+            .fetch_optional(&pool)
+            .await
+            .is_err()
+        {
+            sqlx::query(ADD_CALLER).execute(&pool).await?;
+            info!("audit table upgraded: caller column added");
+        }
         let key = match (&settings.customer_id, &settings.hmac_key_file) {
             (CustomerIdMode::Hmac, Some(p)) => {
                 let k = std::fs::read(p).map_err(|e| AuditError::Key(p.clone(), e.to_string()))?;
@@ -305,7 +323,7 @@ impl Audit {
     pub async fn get(&self, request_id: &str) -> Result<Option<Decision>, AuditError> {
         let row = sqlx::query(
             "SELECT request_id, decided_at, customer, customer_hashed, model_version,
-             probability_of_default, score, band, reason_codes, degraded, missing_parties, latency_ms
+             probability_of_default, score, band, reason_codes, degraded, missing_parties, latency_ms, caller
              FROM tessera_decisions WHERE request_id = $1",
         )
         .bind(request_id.to_string())
@@ -327,6 +345,7 @@ impl Audit {
             degraded: row.try_get::<i64, _>("degraded")? != 0,
             missing_parties: list(row.try_get("missing_parties")?)?,
             latency_ms: row.try_get("latency_ms")?,
+            caller: row.try_get("caller")?,
         }))
     }
 }
@@ -345,7 +364,7 @@ async fn write_batch(pool: &AnyPool, batch: &[Decision]) -> Result<(), sqlx::Err
             if r > 0 {
                 sql.push(',');
             }
-            let cols: Vec<String> = (1..=12).map(|c| format!("${}", r * 12 + c)).collect();
+            let cols: Vec<String> = (1..=COLUMNS).map(|c| format!("${}", r * COLUMNS + c)).collect();
             sql.push('(');
             sql.push_str(&cols.join(","));
             sql.push(')');
@@ -364,7 +383,8 @@ async fn write_batch(pool: &AnyPool, batch: &[Decision]) -> Result<(), sqlx::Err
                 .bind(serde_json::to_string(&d.reason_codes).unwrap_or_else(|_| "[]".into()))
                 .bind(i64::from(d.degraded))
                 .bind(serde_json::to_string(&d.missing_parties).unwrap_or_else(|_| "[]".into()))
-                .bind(d.latency_ms);
+                .bind(d.latency_ms)
+                .bind(d.caller.clone());
         }
         q.execute(&mut *tx).await?;
     }
@@ -435,7 +455,49 @@ mod tests {
             degraded: true,
             missing_parties: vec!["bank-b".into()],
             latency_ms: 0.75,
+            caller: "loan-app".into(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_table_from_before_the_caller_column_is_upgraded_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        sqlx::any::install_default_drivers();
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let pool = AnyPoolOptions::new().connect(&url).await.unwrap();
+        let old_schema = SCHEMA.replace(",\n    caller TEXT NOT NULL DEFAULT ''", "");
+        assert!(!old_schema.contains("caller"));
+        sqlx::query(&old_schema).execute(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO tessera_decisions VALUES ('old', 't', 'c', 0, 'm', 0.5, 600, 'fair', '[]', 0, '[]', 1.0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        let (audit, task) = Audit::open(
+            &AuditSettings::default(),
+            path,
+            crate::metrics::Metrics::new().unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(audit.get("old").await.unwrap().unwrap().caller, "");
+        audit.record(decision("new"));
+        let reader = audit.clone();
+        drop(audit);
+        let mut got = None;
+        for _ in 0..100 {
+            got = reader.get("new").await.unwrap();
+            if got.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(got.map(|d| d.caller), Some("loan-app".to_string()));
+        drop(reader);
+        task.await.unwrap();
     }
 
     #[tokio::test]

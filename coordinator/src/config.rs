@@ -49,6 +49,13 @@ pub struct CoordinatorConfig {
     /// The audit log of decisions.
     #[serde(default)]
     pub audit: crate::audit::AuditSettings,
+    /// Authentication of HTTP API callers (`[auth]`: `mode`, `keys_file`).
+    #[serde(default)]
+    pub auth: crate::auth::AuthSettings,
+    /// Serve `/metrics` on this address instead of on the API's (e.g. a port only the
+    /// monitoring network reaches). Default: on the API's address, without authentication.
+    #[serde(default)]
+    pub listen_metrics: Option<SocketAddr>,
 }
 
 fn default_quic() -> SocketAddr {
@@ -93,6 +100,16 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// Most scoring requests in progress at once; more get 503. Default 1,024.
     pub max_concurrent: usize,
+    /// Most open client connections; more wait in the kernel's accept queue. Default 4,096.
+    pub max_connections: usize,
+    /// Time for a client to send a request's headers (HTTP/1: also the longest idle time
+    /// between keep-alive requests), milliseconds. Default 10,000.
+    pub header_timeout_ms: u64,
+    /// Time for a client to send a request's body, milliseconds (then 408). Default 10,000.
+    pub body_timeout_ms: u64,
+    /// On shutdown, how long in-flight requests may finish before their connections are
+    /// dropped, milliseconds. Default 10,000.
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for HttpSettings {
@@ -100,6 +117,10 @@ impl Default for HttpSettings {
         Self {
             max_body_bytes: 16 * 1024,
             max_concurrent: 1024,
+            max_connections: 4096,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            shutdown_grace_ms: 10_000,
         }
     }
 }
@@ -237,6 +258,7 @@ impl CoordinatorConfig {
             .into_iter()
             .chain(cfg.audit.path.as_mut())
             .chain(cfg.audit.hmac_key_file.as_mut())
+            .chain(cfg.auth.keys_file.as_mut())
         {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -288,8 +310,19 @@ impl CoordinatorConfig {
                 "http.max_body_bytes and http.max_concurrent must be positive".into(),
             ));
         }
+        let h = &self.http;
+        if !(1..=1_000_000).contains(&h.max_connections)
+            || h.header_timeout_ms == 0
+            || h.body_timeout_ms == 0
+            || h.shutdown_grace_ms == 0
+        {
+            return Err(ConfigError::Invalid(
+                "http.max_connections must be 1 to 1,000,000 and http.header_timeout_ms, body_timeout_ms, shutdown_grace_ms positive".into(),
+            ));
+        }
         self.transport.validate()?;
         self.audit.validate()?;
+        self.auth.validate().map_err(ConfigError::Invalid)?;
         self.score.validate()?;
         self.training.validate()
     }

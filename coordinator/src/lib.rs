@@ -10,6 +10,7 @@
 //! - [`artifact`]: top model and manifest files.
 //! - [`report`]: `metrics.json` and `report.svg` (ROC, calibration, score distribution) per model.
 //! - [`serving`]: the active model, loading it onto parties, and scoring one customer.
+//! - [`auth`]: who calls the HTTP API: bearer API keys, scopes, per-client rate limits.
 //! - [`http`]: the HTTP API (axum).
 //! - [`app`]: wiring: listener, model activation, HTTP server, shutdown.
 #![warn(missing_docs, unreachable_pub)]
@@ -17,6 +18,7 @@
 pub mod app;
 pub mod artifact;
 pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod federation;
 pub mod http;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use tessera_coordinator::app::Coordinator;
+use tessera_coordinator::auth::{KeysFile, Scope, keys};
 use tessera_coordinator::config::CoordinatorConfig;
 use tracing::{info, warn};
 
@@ -42,6 +43,12 @@ enum Cmd {
         #[arg(long, env = "TESSERA_COORDINATOR_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Manage the HTTP API's clients: add one (its key is printed once), revoke one, list
+    /// them. A running coordinator picks the change up within seconds.
+    ApiKey {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Wait for every party, train a model, save it, and exit. Exits non-zero if training
     /// fails or is interrupted (no model is saved then).
     Train {
@@ -52,6 +59,126 @@ enum Cmd {
         #[arg(long)]
         model_id: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Add a client with a fresh key; prints the key (only its hash is stored) to stdout.
+    Add {
+        /// The keys file (created if missing; owner-only permissions).
+        #[arg(long)]
+        keys_file: PathBuf,
+        /// The client's name, recorded in every audit row it causes.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: score, decisions, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scopes: Vec<Scope>,
+        /// Sustained calls per second (a batch counts each customer).
+        #[arg(long, default_value_t = keys::DEFAULT_RATE)]
+        rate: u32,
+        /// Burst above the rate; must cover the client's largest batch.
+        #[arg(long, default_value_t = keys::DEFAULT_BURST)]
+        burst: u32,
+        /// If a client of this name exists, keep it: change nothing and exit 0 (for a
+        /// one-shot run on every start, e.g. in docker compose).
+        #[arg(long)]
+        if_absent: bool,
+        /// Also write the new key to this file (owner-only, atomically), before the keys
+        /// file names the client.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Also print (to stderr) a ready-to-paste curl scoring `--sample-customer` with the
+        /// new key against this API base URL, e.g. http://127.0.0.1:8080.
+        #[arg(long, value_name = "BASE_URL")]
+        show_curl: Option<String>,
+        /// The customer id of `--show-curl`'s example.
+        #[arg(long, default_value = "25115", requires = "show_curl")]
+        sample_customer: String,
+    },
+    /// Remove a client: its key is refused once the coordinator reloads the file.
+    Revoke {
+        /// The keys file.
+        #[arg(long)]
+        keys_file: PathBuf,
+        /// The client's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// List the clients (names, scopes, rates; never keys).
+    List {
+        /// The keys file.
+        #[arg(long)]
+        keys_file: PathBuf,
+    },
+}
+
+fn api_key(action: KeyAction) -> Result<()> {
+    match action {
+        KeyAction::Add {
+            keys_file,
+            name,
+            scopes,
+            rate,
+            burst,
+            if_absent,
+            token_file,
+            show_curl,
+            sample_customer,
+        } => {
+            let mut file = if keys_file.exists() {
+                KeysFile::load(&keys_file)?
+            } else {
+                KeysFile::default()
+            };
+            if if_absent && file.clients.iter().any(|c| c.name == name) {
+                eprintln!(
+                    "client {name} is already in {}: kept (no new key)",
+                    keys_file.display()
+                );
+                return Ok(());
+            }
+            let token = file.add(&name, scopes, rate, burst)?;
+            if let Some(p) = &token_file {
+                tessera_common::fs::write_atomic(p, format!("{token}\n").as_bytes(), true)
+                    .with_context(|| format!("writing the key to {}", p.display()))?;
+            }
+            file.save(&keys_file)?;
+            eprintln!(
+                "added client {name} to {}; its key (shown once, only its hash is stored):",
+                keys_file.display()
+            );
+            println!("{token}");
+            if let Some(base) = show_curl {
+                eprintln!(
+                    "try: curl -s -X POST {}/v1/score -H 'authorization: Bearer {token}' -H 'content-type: application/json' -d '{{\"customer_id\": \"{sample_customer}\"}}'",
+                    base.trim_end_matches('/')
+                );
+            }
+        }
+        KeyAction::Revoke { keys_file, name } => {
+            let mut file = KeysFile::load(&keys_file)?;
+            if !file.revoke(&name) {
+                anyhow::bail!("no client named {name} in {}", keys_file.display());
+            }
+            file.save(&keys_file)?;
+            eprintln!("revoked client {name} in {}", keys_file.display());
+        }
+        KeyAction::List { keys_file } => {
+            let file = KeysFile::load(&keys_file)?;
+            for c in &file.clients {
+                let scopes: Vec<&str> = c.scopes.iter().map(|s| s.as_str()).collect();
+                println!(
+                    "{}\tscopes={}\trate={}/s\tburst={}",
+                    c.name,
+                    scopes.join(","),
+                    c.rate_per_second,
+                    c.burst
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn load(path: Option<&std::path::Path>) -> Result<CoordinatorConfig> {
@@ -177,10 +304,17 @@ async fn main() -> Result<()> {
             c.shutdown().await;
             outcome?;
         }
+        Cmd::ApiKey { action } => api_key(action)?,
         Cmd::CheckConfig { config } => {
             let c = load(config.as_deref())?;
+            let clients = match &c.auth.keys_file {
+                Some(path) if c.auth.mode == tessera_coordinator::auth::AuthMode::Keys => {
+                    format!("{} API clients", KeysFile::load(path)?.clients.len())
+                }
+                _ => "API authentication OFF".to_string(),
+            };
             println!(
-                "configuration OK: {} parties ({}), QUIC {}, HTTP {}, models in {}",
+                "configuration OK: {} parties ({}), QUIC {}, HTTP {}, models in {}, {clients}",
                 c.parties.len(),
                 c.parties
                     .iter()

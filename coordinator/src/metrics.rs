@@ -36,6 +36,9 @@ pub struct Metrics {
     pub audit_written: IntCounter,
     /// Failed audit write transactions (retried).
     pub audit_write_failures: IntCounter,
+    /// HTTP calls refused by authentication, by reason (`missing`, `unknown`, `forbidden`,
+    /// `rate_limited`).
+    pub auth_refusals: IntCounterVec,
 }
 
 impl Metrics {
@@ -97,6 +100,14 @@ impl Metrics {
             "tessera_audit_write_failures_total",
             "Failed audit write transactions (retried)",
         )?;
+        let auth_refusals = IntCounterVec::new(
+            Opts::new(
+                "tessera_http_auth_refusals_total",
+                "HTTP calls refused by authentication, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(auth_refusals.clone()))?;
         for c in [&audit_dropped, &audit_written, &audit_write_failures] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -123,6 +134,7 @@ impl Metrics {
             audit_dropped,
             audit_written,
             audit_write_failures,
+            auth_refusals,
         })
     }
 

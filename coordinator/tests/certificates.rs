@@ -190,7 +190,7 @@ async fn rotation_under_load_loses_no_request() {
     let load = {
         let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = api_client();
             let t0 = Instant::now();
             while !stop.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(60) {
                 let r = client
@@ -253,7 +253,7 @@ async fn rotation_under_load_loses_no_request() {
         party_text.contains("identity=\"coordinator\",role=\"peer\""),
         "{party_text}"
     );
-    assert!(party_text.contains("tessera_party_requests_total{kind=\"embed\",outcome=\"ok\"}"));
+    assert!(party_text.contains("tessera_bank_requests_total{kind=\"embed\",outcome=\"ok\"}"));
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));

@@ -45,7 +45,7 @@ async fn federation_with(tweak: impl FnOnce(&mut tessera_coordinator::config::Co
         guest: Some(guest),
         host: Some(host),
         base,
-        client: reqwest::Client::new(),
+        client: api_client(),
     }
 }
 
@@ -341,7 +341,7 @@ async fn restarted_coordinator_serves_the_saved_model_and_checks_its_parties() {
     let m = c.activate_saved().await.unwrap();
     assert_eq!(m.model_id, "saved");
     assert!(c.wait_for_parties(Some(Duration::from_secs(15))).await);
-    let client = reqwest::Client::new();
+    let client = api_client();
     let url = format!("http://{}/readyz", c.http_addr);
     assert_eq!(
         poll_status(&client, &url, 200, Duration::from_secs(10)).await,
@@ -400,7 +400,7 @@ async fn min_parties_turns_a_missing_party_into_503() {
     assert!(c.wait_for_parties(Some(Duration::from_secs(10))).await);
     c.train(Some("m".into()), |_| {}).await.unwrap();
     b.stop().await;
-    let client = reqwest::Client::new();
+    let client = api_client();
     let url = format!("http://{}/readyz", c.http_addr);
     assert_eq!(poll_status(&client, &url, 503, Duration::from_secs(5)).await, 503);
     let t0 = Instant::now();
@@ -461,7 +461,7 @@ async fn partial_overlap_trains_and_scores_customers_unknown_to_a_party() {
         "{x:?}"
     );
     // A guest customer the host does not have: find one by asking.
-    let client = reqwest::Client::new();
+    let client = api_client();
     let guest_ids: Vec<String> = std::fs::read_to_string(&guest_csv)
         .unwrap()
         .lines()

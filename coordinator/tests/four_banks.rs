@@ -102,7 +102,7 @@ async fn four_banks_train_through_psi_and_score_with_partial_overlap() {
         m.holdout_auc_party_absent
     );
 
-    let client = reqwest::Client::new();
+    let client = api_client();
     let base = format!("http://{}", coordinator.http_addr);
     let score = |id: &'static str| {
         let client = client.clone();

@@ -61,7 +61,7 @@ async fn parties_serve_every_replica_and_find_new_ones() {
     // One replica trains (as a Job would); the other serves the saved model.
     c1.train(Some("m".into()), |_| {}).await.unwrap();
     c2.activate_saved().await.unwrap();
-    let client = reqwest::Client::new();
+    let client = api_client();
     for c in [&c1, &c2] {
         let url = format!("http://{}/readyz", c.http_addr);
         assert!(poll_ready_full(&client, &url, Duration::from_secs(10)).await);
@@ -140,7 +140,7 @@ async fn a_second_process_of_a_bank_is_refused_until_the_first_goes() {
     // The first process goes: the standby takes over and scores are full again.
     first.stop().await;
     assert!(standby.connects_within(Duration::from_secs(10)).await);
-    let client = reqwest::Client::new();
+    let client = api_client();
     let url = format!("http://{}/readyz", c.http_addr);
     assert!(poll_ready_full(&client, &url, Duration::from_secs(10)).await);
     let v = score(&client, &c).await;

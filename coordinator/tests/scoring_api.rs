@@ -65,7 +65,7 @@ async fn credit_grade_answers_reasons_batch_audit_and_openapi() {
     let coordinator = Coordinator::start(cfg).await.unwrap();
     let addr = coordinator.quic_addr;
     let api = Api {
-        client: reqwest::Client::new(),
+        client: api_client(),
         base: format!("http://{}", coordinator.http_addr),
     };
     // Before a model: batch scoring is impossible too.
@@ -263,8 +263,9 @@ async fn credit_grade_answers_reasons_batch_audit_and_openapi() {
     assert_eq!(d["reason_codes"], Value::Array(codes));
     assert_eq!(d["degraded"], false);
     assert!(d["latency_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(d["caller"], "tests", "the audit row names the API client");
     let fields: HashMap<String, Value> = serde_json::from_value(d.clone()).unwrap();
-    assert_eq!(fields.len(), 12, "exactly the documented fields: {d}");
+    assert_eq!(fields.len(), 13, "exactly the documented fields: {d}");
     let (status, b) = api
         .get("/v1/decisions/6f1c8a52-0000-4000-8000-000000000000")
         .await;

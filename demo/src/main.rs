@@ -134,7 +134,7 @@ fn check_free(http: SocketAddr, quic: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-async fn run_tool(bin: &Path, args: &[&str]) -> Result<()> {
+async fn run_tool(bin: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new(bin)
         .args(args)
         .output()
@@ -148,7 +148,7 @@ async fn run_tool(bin: &Path, args: &[&str]) -> Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(())
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn toml_path(p: &Path) -> String {
@@ -239,6 +239,26 @@ async fn main() -> Result<()> {
     issue_certificates(&certs, &dir).await?;
     println!("certificates issued in {}", dir.join("pki").display());
 
+    // One API client for the demo, with every scope; its key goes to a file beside the
+    // configs (owner-only) and into the printed curl.
+    let keys_file = dir.join("api-keys.toml");
+    let kf = keys_file.display().to_string();
+    let api_key = run_tool(
+        &coordinator,
+        &[
+            "api-key",
+            "add",
+            "--keys-file",
+            &kf,
+            "--name",
+            "demo",
+            "--scopes",
+            "score,decisions,admin",
+        ],
+    )
+    .await?;
+    tessera_certs::durable::write_atomic(&dir.join("api-key"), api_key.as_bytes(), true)
+        .context("writing the demo's API key")?;
     let (coordinator_cfg, party_cfgs) = write_configs(&cli, &dir, &guest_data, &host_data)?;
 
     let mut children = Vec::new();
@@ -256,11 +276,17 @@ async fn main() -> Result<()> {
         children.push((bank.to_string(), spawn(&party, &["--config", &cfg], bank)?));
     }
 
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {api_key}")).context("API key")?,
+    );
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(10))
         .build()?;
     let base = format!("http://{}", cli.http);
-    let outcome = first_score(&cli, &client, &base, &mut children).await;
+    let outcome = first_score(&cli, &client, &base, &api_key, &mut children).await;
     let keep_running = match outcome {
         Ok(k) => k && !cli.smoke,
         Err(e) => {
@@ -326,11 +352,12 @@ fn write_configs(
     std::fs::write(
         &coordinator_cfg,
         format!(
-            "listen_quic = \"{}\"\nlisten_http = \"{}\"\ntls_dir = \"{}\"\nmodel_dir = \"{}\"\nparties = [\"bank-a\", \"bank-b\"]\n",
+            "listen_quic = \"{}\"\nlisten_http = \"{}\"\ntls_dir = \"{}\"\nmodel_dir = \"{}\"\nparties = [\"bank-a\", \"bank-b\"]\n\n[auth]\nkeys_file = \"{}\"\n",
             cli.quic,
             cli.http,
             toml_path(&dir.join("pki/coordinator")),
             toml_path(&dir.join("models/coordinator")),
+            toml_path(&dir.join("api-keys.toml")),
         ),
     )?;
     let mut party_cfgs = Vec::new();
@@ -363,6 +390,7 @@ async fn first_score(
     cli: &Cli,
     client: &reqwest::Client,
     base: &str,
+    api_key: &str,
     children: &mut [(String, Child)],
 ) -> Result<bool> {
     let ready_url = format!("{base}/readyz");
@@ -402,7 +430,14 @@ async fn first_score(
     println!(
         "  API:     {base}/v1/score   health: {base}/healthz   ready: {base}/readyz   model: {base}/v1/model   metrics: {base}/metrics"
     );
-    println!("  Try:     curl -s -X POST {base}/v1/score -H 'content-type: application/json' -d '{body}'");
+    println!(
+        "  Try:     curl -s -X POST {base}/v1/score -H 'authorization: Bearer {api_key}' -H 'content-type: application/json' -d '{body}'"
+    );
+    println!(
+        "  Key:     the demo's API key is in {}/api-key (scopes score, decisions, admin); more: tessera-coordinator api-key add --keys-file {}/api-keys.toml ...",
+        cli.dir.display(),
+        cli.dir.display()
+    );
     println!("  Answer:  {text}");
     println!();
     if !status.is_success() {

@@ -36,17 +36,20 @@ impl PartyMetrics {
     /// If a metric definition is invalid (a programming error caught by tests).
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let connected = IntGauge::new("tessera_party_connected", "1 while connected to the coordinator")?;
+        let connected = IntGauge::new(
+            "tessera_bank_coordinator_connected",
+            "1 while this bank is connected to the coordinator",
+        )?;
         let requests = IntCounterVec::new(
             Opts::new(
-                "tessera_party_requests_total",
+                "tessera_bank_requests_total",
                 "Requests served by kind and outcome",
             ),
             &["kind", "outcome"],
         )?;
         let latency = HistogramVec::new(
             HistogramOpts::new(
-                "tessera_party_request_duration_seconds",
+                "tessera_bank_request_duration_seconds",
                 "Time to handle a request",
             )
             .buckets(BUCKETS.to_vec()),
@@ -129,8 +132,8 @@ mod tests {
         m.requests.with_label_values(&["embed", "ok"]).inc();
         let t = m.render("bank-a");
         assert!(
-            t.contains("tessera_party_connected 1")
-                && t.contains("tessera_party_requests_total{kind=\"embed\",outcome=\"ok\"} 1"),
+            t.contains("tessera_bank_coordinator_connected 1")
+                && t.contains("tessera_bank_requests_total{kind=\"embed\",outcome=\"ok\"} 1"),
             "{t}"
         );
     }

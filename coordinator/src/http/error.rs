@@ -51,13 +51,32 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Whether a body read failed because the body time-out passed.
+fn timed_out(e: &BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 pub(super) fn read_body<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
     expected: &str,
     request_id: &str,
 ) -> Result<T, ApiError> {
     let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if timed_out(&e) {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "request body not received within http.body_timeout_ms",
+                request_id,
+            )
+        } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

@@ -9,8 +9,10 @@
 //! scoring routes), `ops` (decisions, model, health, metrics, OpenAPI).
 
 pub mod error;
+mod guard;
 mod ops;
 mod score;
+pub mod server;
 pub mod types;
 
 use std::sync::Arc;
@@ -49,6 +51,8 @@ pub struct AppState {
     pub audit: Option<Audit>,
     /// Scoring limits (batch size).
     pub scoring: ScoringSettings,
+    /// Who may call which route.
+    pub auth: crate::auth::Authenticator,
 }
 
 /// The id of the request being answered, set by [`request_context`] for every request.
@@ -68,6 +72,7 @@ fn new_request_id() -> String {
         license(name = "Apache-2.0")
     ),
     paths(score, score_batch, decision, model, healthz, readyz, metrics),
+    modifiers(&BearerScheme),
     components(schemas(
         ScoreRequest,
         BatchRequest,
@@ -85,16 +90,61 @@ fn new_request_id() -> String {
 )]
 pub struct ApiDoc;
 
-/// Builds the router.
-pub fn router(state: AppState, http: &HttpSettings) -> Router {
-    Router::new()
-        .route("/v1/score", post(score))
-        .route("/v1/score/batch", post(score_batch))
-        .route("/v1/decisions/{request_id}", get(decision))
-        .route("/v1/model", get(model))
+/// Declares the bearer API key scheme (`api_key`) the protected routes name.
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key from `tessera-coordinator api-key add`, as `Authorization: Bearer tsk_...`. Scopes: `score` (scoring routes), `decisions` (recorded decisions); `/v1/model` takes any key.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Builds the router. Scoring, decisions and the model need an API key with the right scope
+/// ([`crate::auth`]); health, readiness, metrics and the API description do not.
+/// `metrics_here`: whether `/metrics` is served on this router (not when it has its own
+/// listener, see [`metrics_router`]).
+pub fn router(state: AppState, http: &HttpSettings, metrics_here: bool) -> Router {
+    use crate::auth::Scope;
+    let guard = |scope, cost| {
+        middleware::from_fn_with_state(
+            guard::Guard {
+                state: state.clone(),
+                scope,
+                cost,
+            },
+            guard::authorize,
+        )
+    };
+    let mut router = Router::new()
+        .route("/v1/score", post(score).route_layer(guard(Some(Scope::Score), 1)))
+        // A batch is charged per customer by its handler.
+        .route(
+            "/v1/score/batch",
+            post(score_batch).route_layer(guard(Some(Scope::Score), 0)),
+        )
+        .route(
+            "/v1/decisions/{request_id}",
+            get(decision).route_layer(guard(Some(Scope::Decisions), 1)),
+        )
+        .route("/v1/model", get(model).route_layer(guard(None, 1)))
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz));
+    if metrics_here {
+        router = router.route("/metrics", get(metrics));
+    }
+    router
         .route("/openapi.json", get(openapi))
         .route("/docs", get(docs))
         .fallback(not_found)
@@ -105,12 +155,26 @@ pub fn router(state: AppState, http: &HttpSettings) -> Router {
         .with_state(state)
 }
 
+/// `/metrics` alone, for its own listener (`listen_metrics`).
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
 /// Gives each request its id (in the request's extensions and the `x-request-id` header of
 /// the answer) and a span carrying it around everything the request does on this task.
 async fn request_context(mut req: Request, next: Next) -> Response {
     let id = new_request_id();
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = info_span!("http", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let span = info_span!(
+        "http",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        client = tracing::field::Empty
+    );
     let mut response = next.run(req).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);

@@ -21,10 +21,14 @@ use crate::audit::{Audit, Decision};
     responses(
         (status = 200, description = "The decision as recorded", body = Decision),
         (status = 400, description = "Not a request id (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "No or unknown API key (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "The key lacks the `decisions` scope (`forbidden`)", body = ErrorBody),
         (status = 404, description = "No such decision (or not written yet) (`decision_not_found`)", body = ErrorBody),
+        (status = 429, description = "Over the client's rate limit (`rate_limited`)", body = ErrorBody),
         (status = 503, description = "Audit log disabled (`audit_disabled`) or unavailable (`audit_unavailable`)", body = ErrorBody)
     ),
-    tag = "audit"
+    tag = "audit",
+    security(("api_key" = []))
 )]
 pub(super) async fn decision(
     State(state): State<AppState>,
@@ -73,9 +77,12 @@ pub(super) async fn decision(
     path = "/v1/model",
     responses(
         (status = 200, description = "The manifest of the active model", content_type = "application/json", body = serde_json::Value),
+        (status = 401, description = "No or unknown API key (`unauthenticated`)", body = ErrorBody),
+        (status = 429, description = "Over the client's rate limit (`rate_limited`)", body = ErrorBody),
         (status = 503, description = "No model (`model_not_loaded`)", body = ErrorBody)
     ),
-    tag = "model"
+    tag = "model",
+    security(("api_key" = []))
 )]
 pub(super) async fn model(
     State(state): State<AppState>,

@@ -2,6 +2,8 @@
 
 use std::time::Instant;
 
+use std::sync::Arc;
+
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -15,9 +17,10 @@ use super::error::{ApiError, item_error, read_body, score_error, scoring_slot, u
 use super::types::*;
 use super::{AppState, RequestId, new_request_id};
 use crate::audit::Decision;
+use crate::auth::Caller;
 
 /// Records a decision in the audit log (if enabled) and counts its outcome.
-fn record(state: &AppState, r: &ScoreResponse, started: Instant) {
+fn record(state: &AppState, caller: &Caller, r: &ScoreResponse, started: Instant) {
     let outcome = if r.degraded { "degraded" } else { "ok" };
     state.metrics.scores.with_label_values(&[outcome]).inc();
     let Some(audit) = &state.audit else { return };
@@ -37,6 +40,7 @@ fn record(state: &AppState, r: &ScoreResponse, started: Instant) {
         degraded: r.degraded,
         missing_parties: r.missing_parties.clone(),
         latency_ms: started.elapsed().as_secs_f64() * 1e3,
+        caller: caller.name.clone(),
     });
 }
 
@@ -49,14 +53,19 @@ fn record(state: &AppState, r: &ScoreResponse, started: Instant) {
         (status = 200, description = "Scored (possibly degraded: see `degraded`)", body = ScoreResponse),
         (status = 400, description = "Malformed body or customer id (`bad_request`)", body = ErrorBody),
         (status = 404, description = "No party knows the customer (`customer_not_found`)", body = ErrorBody),
+        (status = 401, description = "No or unknown API key (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "The key lacks the `score` scope (`forbidden`)", body = ErrorBody),
         (status = 413, description = "Body too large (`payload_too_large`)", body = ErrorBody),
+        (status = 429, description = "Over the client's rate limit (`rate_limited`; see `Retry-After`)", body = ErrorBody),
         (status = 503, description = "No model (`model_not_loaded`), too few parties (`parties_unavailable`) or too busy (`overloaded`)", body = ErrorBody)
     ),
-    tag = "scoring"
+    tag = "scoring",
+    security(("api_key" = []))
 )]
 pub(super) async fn score(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(caller): Extension<Arc<Caller>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
@@ -67,7 +76,7 @@ pub(super) async fn score(
     match state.serving.score(&req.customer_id, &request_id).await {
         Ok(s) => {
             let body = response_of(req.customer_id, s, request_id.clone());
-            record(&state, &body, started);
+            record(&state, &caller, &body, started);
             Ok((StatusCode::OK, axum::Json(body)).into_response())
         }
         Err(e) => {
@@ -97,14 +106,19 @@ pub(super) async fn score(
     responses(
         (status = 200, description = "One item per customer: a score or that customer's error", body = BatchResponse),
         (status = 400, description = "Malformed body (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "No or unknown API key (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "The key lacks the `score` scope (`forbidden`)", body = ErrorBody),
         (status = 413, description = "Body too large or more than `scoring.max_batch` ids (`payload_too_large`)", body = ErrorBody),
+        (status = 429, description = "Over the client's rate limit, each customer of the batch counting as one call (`rate_limited`; see `Retry-After`)", body = ErrorBody),
         (status = 503, description = "No model (`model_not_loaded`) or too busy (`overloaded`)", body = ErrorBody)
     ),
-    tag = "scoring"
+    tag = "scoring",
+    security(("api_key" = []))
 )]
 pub(super) async fn score_batch(
     State(state): State<AppState>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(caller): Extension<Arc<Caller>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
@@ -120,6 +134,11 @@ pub(super) async fn score_batch(
             ),
             &request_id,
         ));
+    }
+    // Each customer counts against the client's rate (an empty batch as one call).
+    let cost = u32::try_from(req.customer_ids.len().max(1)).unwrap_or(u32::MAX);
+    if let Err(e) = caller.charge(cost) {
+        return Ok(super::guard::refusal(&state, &e, &request_id));
     }
     let _slot = scoring_slot(&state, &request_id)?;
     // Invalid ids are answered per item; valid ones are scored together.
@@ -159,7 +178,7 @@ pub(super) async fn score_batch(
         let item = match scored.next() {
             Some(Ok(s)) => {
                 let r = response_of(id.clone(), s, new_request_id());
-                record(&state, &r, started);
+                record(&state, &caller, &r, started);
                 BatchItem {
                     customer_id: id,
                     result: Some(r),

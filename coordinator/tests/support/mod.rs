@@ -156,7 +156,44 @@ pub fn fast_transport() -> TransportSettings {
     }
 }
 
+/// The API key every test client sends (see [`api_client`]); all scopes, no practical rate
+/// limit. Its keys file is written beside the coordinator's TLS directory.
+pub const TEST_KEY: &str = "tsk_integration-tests-only-not-a-real-key-000000";
+
+/// Writes a keys file with the `tests` client (key [`TEST_KEY`]) and returns its path.
+pub fn test_keys_file(dir: &Path) -> PathBuf {
+    use tessera_coordinator::auth::Scope;
+    use tessera_coordinator::auth::keys::{ClientEntry, KeysFile, hash_hex};
+    let path = dir.join("api-keys.toml");
+    KeysFile {
+        clients: vec![ClientEntry {
+            name: "tests".into(),
+            key_sha256: hash_hex(TEST_KEY),
+            scopes: Scope::ALL.to_vec(),
+            rate_per_second: 1_000_000,
+            burst: 1_000_000,
+        }],
+    }
+    .save(&path)
+    .unwrap();
+    path
+}
+
+/// An HTTP client that sends [`TEST_KEY`].
+pub fn api_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {TEST_KEY}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 pub fn coordinator_config(tls_dir: PathBuf, model_dir: PathBuf, parties: &[&str]) -> CoordinatorConfig {
+    let keys_file = test_keys_file(tls_dir.parent().unwrap_or(&tls_dir));
     let c = CoordinatorConfig {
         listen_quic: "127.0.0.1:0".parse().unwrap(),
         listen_http: "127.0.0.1:0".parse().unwrap(),
@@ -174,6 +211,11 @@ pub fn coordinator_config(tls_dir: PathBuf, model_dir: PathBuf, parties: &[&str]
         },
         transport: fast_transport(),
         audit: Default::default(),
+        auth: tessera_coordinator::auth::AuthSettings {
+            mode: Default::default(),
+            keys_file: Some(keys_file),
+        },
+        listen_metrics: None,
     };
     c.validate().unwrap();
     c

@@ -179,4 +179,14 @@ pub fn revoked_serials(der: &[u8]) -> Result<HashSet<String>, Error> {
         .collect())
 }
 
+/// When a DER CRL says a newer one will be out (`next_update`, Unix seconds), if it says.
+///
+/// # Errors
+/// [`Error::Parse`] if `der` is not a CRL.
+pub fn next_update(der: &[u8]) -> Result<Option<i64>, Error> {
+    let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(der)
+        .map_err(|e| Error::Parse(e.to_string()))?;
+    Ok(crl.next_update().map(|t| t.timestamp()))
+}
+
 use x509_parser::prelude::FromDer;

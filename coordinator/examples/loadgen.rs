@@ -27,6 +27,9 @@ struct Cli {
     /// File of customer ids, one per line.
     #[arg(long)]
     ids: std::path::PathBuf,
+    /// Ask for scores without reason codes (`"explain": false`: one round trip to the banks).
+    #[arg(long)]
+    no_explain: bool,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -106,7 +109,11 @@ async fn main() -> Result<()> {
                     continue;
                 };
                 let (client, url, tx) = (client.clone(), url.clone(), tx.clone());
-                let body = format!("{{\"customer_id\":\"{}\"}}", ids[i as usize % ids.len()]);
+                let body = format!(
+                    "{{\"customer_id\":\"{}\",\"explain\":{}}}",
+                    ids[i as usize % ids.len()],
+                    !cli.no_explain
+                );
                 let late = late.clone();
                 tokio::spawn(async move {
                     let sent = Instant::now();
@@ -145,7 +152,7 @@ async fn main() -> Result<()> {
             println!(
                 "{}",
                 serde_json::json!({
-                    "mode": "single", "target_rate": rate, "seconds": seconds, "requests": total,
+                    "mode": "single", "explain": !cli.no_explain, "target_rate": rate, "seconds": seconds, "requests": total,
                     "ok": lat.len(), "errors": errors, "achieved_rate": lat.len() as f64 / wall,
                     "late": late.load(Ordering::Relaxed),
                     "p50_ms": pct(&lat, 0.5), "p90_ms": pct(&lat, 0.9), "p99_ms": pct(&lat, 0.99),
@@ -159,6 +166,7 @@ async fn main() -> Result<()> {
             seconds,
         } => {
             let url = format!("{}/v1/score/batch", cli.base);
+            let no_explain = cli.no_explain;
             let scored = Arc::new(AtomicU64::new(0));
             let errors = Arc::new(AtomicU64::new(0));
             let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -174,7 +182,7 @@ async fn main() -> Result<()> {
                         k += batch * concurrency;
                         let r = client
                             .post(&url)
-                            .json(&serde_json::json!({ "customer_ids": chunk }))
+                            .json(&serde_json::json!({ "customer_ids": chunk, "explain": !no_explain }))
                             .send()
                             .await;
                         match r {
@@ -204,7 +212,7 @@ async fn main() -> Result<()> {
             println!(
                 "{}",
                 serde_json::json!({
-                    "mode": "batch", "batch": batch, "concurrency": concurrency, "seconds": wall,
+                    "mode": "batch", "explain": !cli.no_explain, "batch": batch, "concurrency": concurrency, "seconds": wall,
                     "customers_scored": n, "customers_per_second": n as f64 / wall,
                     "failed_requests": errors.load(Ordering::Relaxed),
                 })

@@ -56,6 +56,35 @@ async fn revoked_party_is_refused_at_handshake() {
     c.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_crl_past_its_next_update_is_refused_at_start() {
+    let pki = Pki::new();
+    let tls = pki.leaf("coordinator", Identity::Coordinator, false);
+    // The federation's intermediate signs a CRL whose next update was an hour ago.
+    let now = time::OffsetDateTime::now_utc();
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: now - time::Duration::days(31),
+        next_update: now - time::Duration::hours(1),
+        crl_number: rcgen::SerialNumber::from_slice(&[1]),
+        issuing_distribution_point: None,
+        revoked_certs: Vec::new(),
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    let stale = params.signed_by(&pki.pki().intermediate().unwrap()).unwrap();
+    std::fs::write(tls.join("crl.pem"), stale.pem().unwrap()).unwrap();
+    let cfg = coordinator_config(tls, pki.path("models-c"), &["bank-a"]);
+    match Coordinator::start(cfg).await {
+        Err(e) => {
+            let e = e.to_string();
+            assert!(
+                e.contains("crl.pem") && e.contains("expired") && e.contains("tessera-certs crl"),
+                "{e}"
+            );
+        }
+        Ok(_) => panic!("started with a stale CRL"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn party_revoked_while_connected_is_cut_off_within_the_reload_interval() {
     let pki = Pki::new();

@@ -101,6 +101,49 @@ async fn credit_grade_answers_reasons_batch_audit_and_openapi() {
         .post("/v1/score", serde_json::json!({"customer_id": "25115"}))
         .await;
     assert_eq!(status, 200, "{a}");
+    // Without reasons: the same answer in one round trip (no bank is asked to explain).
+    let explains = |p: &RunningParty| p.metrics.requests.with_label_values(&["explain", "ok"]).get();
+    let explained = (explains(&guest), explains(&host));
+    assert!(
+        explained.0 + explained.1 > 0,
+        "the first answer asked the banks for reasons"
+    );
+    let (status, quick) = api
+        .post(
+            "/v1/score",
+            serde_json::json!({"customer_id": "25115", "explain": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "{quick}");
+    for field in [
+        "probability_of_default",
+        "score",
+        "band",
+        "interval",
+        "parties",
+        "degraded",
+    ] {
+        assert_eq!(quick[field], a[field], "{field}");
+    }
+    assert_eq!(quick["reason_codes"], serde_json::json!([]));
+    assert_eq!(
+        (explains(&guest), explains(&host)),
+        explained,
+        "explain: false asked no bank to explain"
+    );
+    let (status, body) = api
+        .post(
+            "/v1/score/batch",
+            serde_json::json!({"customer_ids": ["25115"], "explain": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["result"]["score"], a["score"]);
+    assert_eq!(
+        body["results"][0]["result"]["reason_codes"],
+        serde_json::json!([])
+    );
+    assert_eq!((explains(&guest), explains(&host)), explained);
     let pd = a["probability_of_default"].as_f64().unwrap();
     let score = a["score"].as_i64().unwrap();
     assert!(pd > 0.0 && pd < 1.0 && (300..=850).contains(&score));

@@ -140,6 +140,22 @@ impl TlsMaterial {
         if crls.is_empty() {
             return Err(pem_err(&paths.crl, "no CRL found".into()));
         }
+        // A CRL past its next update may miss recent revocations: refused, as the handshakes
+        // would refuse it (`enforce_revocation_expiration`), with the way out.
+        let now = super::unix_now();
+        for crl in &crls {
+            let next = tessera_certs::crl::next_update(crl.as_ref())
+                .map_err(|e| pem_err(&paths.crl, e.to_string()))?;
+            if let Some(next) = next.filter(|&t| t < now) {
+                return Err(pem_err(
+                    &paths.crl,
+                    format!(
+                        "expired {} s ago (its next_update has passed): revocations since may be missing; sign a fresh one with `tessera-certs crl` and copy it here",
+                        now - next
+                    ),
+                ));
+            }
+        }
         Ok(Self {
             chain,
             key,
@@ -172,7 +188,8 @@ pub fn server_config(m: &TlsMaterial) -> Result<quinn::crypto::rustls::QuicServe
     if !m.crls.is_empty() {
         builder = builder
             .with_crls(m.crls.clone())
-            .only_check_end_entity_revocation();
+            .only_check_end_entity_revocation()
+            .enforce_revocation_expiration();
     }
     let verifier = builder.build().map_err(|e| TransportError::Tls(e.to_string()))?;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
@@ -199,7 +216,8 @@ pub fn client_config(m: &TlsMaterial) -> Result<quinn::crypto::rustls::QuicClien
     if !m.crls.is_empty() {
         builder = builder
             .with_crls(m.crls.clone())
-            .only_check_end_entity_revocation();
+            .only_check_end_entity_revocation()
+            .enforce_revocation_expiration();
     }
     let verifier = builder.build().map_err(|e| TransportError::Tls(e.to_string()))?;
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())

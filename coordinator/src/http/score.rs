@@ -73,7 +73,11 @@ pub(super) async fn score(
     validate_id(&req.customer_id)
         .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m.to_string(), &request_id))?;
     let _slot = scoring_slot(&state, &request_id)?;
-    match state.serving.score(&req.customer_id, &request_id).await {
+    match state
+        .serving
+        .score(&req.customer_id, &request_id, req.explain)
+        .await
+    {
         Ok(s) => {
             let body = response_of(req.customer_id, s, request_id.clone());
             record(&state, &caller, &body, started);
@@ -153,7 +157,11 @@ pub(super) async fn score_batch(
     } else {
         state
             .serving
-            .score_many(&valid, std::slice::from_ref(&request_id))
+            .score_many(
+                &valid,
+                std::slice::from_ref(&request_id),
+                &vec![req.explain; valid.len()],
+            )
             .await
             .map_err(|e| {
                 let (status, code) = score_error(&e);

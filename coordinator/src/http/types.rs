@@ -17,6 +17,14 @@ pub struct ScoreRequest {
         example = "25115"
     )]
     pub customer_id: String,
+    /// Compute reason codes (default `true`). `false` skips the second round trip to the
+    /// banks (the embeddings alone give the score): `reason_codes` is then empty.
+    #[serde(default = "yes")]
+    pub explain: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Body of `POST /v1/score/batch`.
@@ -27,6 +35,10 @@ pub struct BatchRequest {
     /// that is not 1–128 characters without control characters gets a `bad_request` item.
     #[schema(example = json!(["25115", "2346"]))]
     pub customer_ids: Vec<String>,
+    /// Compute reason codes (default `true`). `false` skips the second round trip to the
+    /// banks (the embeddings alone give the score): `reason_codes` is then empty.
+    #[serde(default = "yes")]
+    pub explain: bool,
 }
 
 /// One party's part in an answer.

@@ -9,7 +9,9 @@
 //! 1. `Embed` fan-out → [`embed::gather`] (per party: embeddings, who knows whom, status);
 //! 2. [`embed::scorable`] (which customers have enough contributing parties);
 //! 3. [`top::TopPass::run`] (probabilities, logit gradients, each party's share of the logit);
-//! 4. `Explain` fan-out → [`reasons::collect`] (codes checked against each dictionary);
+//! 4. `Explain` fan-out, for the customers whose reasons are asked for (a request with
+//!    `explain: false` costs one round trip) → [`reasons::collect`] (codes checked against
+//!    each dictionary);
 //! 5. [`top::interval`] and [`reasons::merge`] → [`Scored`].
 
 pub mod embed;
@@ -166,7 +168,9 @@ async fn chunked<F: Federation>(
     out
 }
 
-/// Scores `ids` with the active model over `ready` (the parties that loaded it).
+/// Scores `ids` with the active model over `ready` (the parties that loaded it); reason codes
+/// only for the customers `explain` marks (an id past its end: yes). When none is marked, the
+/// parties are asked once (embeddings), not twice.
 ///
 /// # Returns
 /// One result per id, in order: a score, or why that customer could not be scored. A party
@@ -176,6 +180,7 @@ pub async fn score_batch<F: Federation>(
     ready: &[PartyId],
     ctx: &ScoringContext<'_>,
     ids: &[String],
+    explain: &[bool],
 ) -> Vec<Result<Scored, ItemError>> {
     let entries = &ctx.manifest.parties;
     // 1. Embeddings.
@@ -195,23 +200,37 @@ pub async fn score_batch<F: Federation>(
     let (mut results, rows) = embed::scorable(&gathered.statuses, ctx.min_parties);
     // 3. The top model on the scorable rows.
     let pass = top::TopPass::run(ctx.top, &gathered, &rows);
-    // 4. Reason codes from every party that contributed to some row.
+    // 4. Reason codes from every party that contributed to some row to explain.
     let explainers = pass.explainers(entries);
     let mut codes = vec![vec![Vec::new(); rows.len()]; entries.len()];
-    if !explainers.is_empty() && !rows.is_empty() {
-        let row_ids: Vec<String> = rows.iter().map(|&r| ids[r].clone()).collect();
+    // Scorable rows (positions in `rows`) whose reasons are asked for.
+    let wanted: Vec<usize> = (0..rows.len())
+        .filter(|&k| explain.get(rows[k]).copied().unwrap_or(true))
+        .collect();
+    if !explainers.is_empty() && !wanted.is_empty() {
+        let row_ids: Vec<String> = wanted.iter().map(|&k| ids[rows[k]].clone()).collect();
         let index: BTreeMap<&PartyId, usize> = explainers.iter().map(|(p, id)| (id, *p)).collect();
         let who: Vec<PartyId> = explainers.iter().map(|(_, id)| id.clone()).collect();
         let answers = chunked(fed, &who, &row_ids, ctx.timeout, ctx.trace, |party, r| {
             let p = index.get(party).copied().unwrap_or(0);
-            let g = pass.grads[p].slice(ndarray::s![r.clone(), ..]).to_owned();
+            let g = pass.grads[p].select(ndarray::Axis(0), &wanted[r.clone()]);
             Request::Explain {
                 ids: row_ids[r].to_vec(),
                 grads: Matrix::from_array(&g),
             }
         })
         .await;
-        codes = reasons::collect(answers, &index, ctx.dictionaries, &pass.present, rows.len());
+        let present: Vec<Vec<bool>> = pass
+            .present
+            .iter()
+            .map(|v| wanted.iter().map(|&k| v[k]).collect())
+            .collect();
+        let got = reasons::collect(answers, &index, ctx.dictionaries, &present, wanted.len());
+        for (p, per_row) in got.into_iter().enumerate() {
+            for (j, c) in per_row.into_iter().enumerate() {
+                codes[p][wanted[j]] = c;
+            }
+        }
     }
     // 5. Assemble.
     let version = &ctx.manifest.model_id;

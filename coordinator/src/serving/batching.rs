@@ -11,6 +11,7 @@ use super::{ScoreError, Scored, Serving};
 pub(super) struct Pending {
     pub(super) id: String,
     pub(super) request_id: String,
+    pub(super) explain: bool,
     pub(super) reply: oneshot::Sender<Result<Scored, ScoreError>>,
 }
 
@@ -54,9 +55,10 @@ impl Serving {
 async fn dispatch(serving: &Serving, batch: Vec<Pending>) {
     let ids: Vec<String> = batch.iter().map(|p| p.id.clone()).collect();
     let trace: Vec<String> = batch.iter().map(|p| p.request_id.clone()).collect();
+    let explain: Vec<bool> = batch.iter().map(|p| p.explain).collect();
     // Field values are only computed when the span is enabled.
     let span = tracing::info_span!("score_batch", request_id = %trace.join(","), customers = ids.len());
-    match serving.score_many(&ids, &trace).instrument(span).await {
+    match serving.score_many(&ids, &trace, &explain).instrument(span).await {
         Ok(results) => {
             for (p, r) in batch.into_iter().zip(results) {
                 let _ = p.reply.send(r.map_err(ScoreError::from));

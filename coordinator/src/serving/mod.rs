@@ -130,12 +130,18 @@ impl Serving {
     ///
     /// # Errors
     /// [`ScoreError`]: no model, unknown customer, parties unavailable, malformed answer.
-    pub async fn score(&self, customer_id: &str, request_id: &str) -> Result<Scored, ScoreError> {
+    pub async fn score(
+        &self,
+        customer_id: &str,
+        request_id: &str,
+        explain: bool,
+    ) -> Result<Scored, ScoreError> {
         if let Some(queue) = self.queue.get() {
             let (reply, answer) = oneshot::channel();
             let pending = batching::Pending {
                 id: customer_id.to_string(),
                 request_id: request_id.to_string(),
+                explain,
                 reply,
             };
             if queue.send(pending).await.is_ok()
@@ -146,7 +152,7 @@ impl Serving {
             // The dispatchers are gone (shutting down): score directly.
         }
         let mut v = self
-            .score_many(&[customer_id.to_string()], &[request_id.to_string()])
+            .score_many(&[customer_id.to_string()], &[request_id.to_string()], &[explain])
             .await?;
         v.pop()
             .unwrap_or(Err(ItemError::PartiesUnavailable(Vec::new())))
@@ -154,7 +160,8 @@ impl Serving {
     }
 
     /// Scores several customers in one fan-out per party (chunks of [`crate::scoring::CHUNK`]).
-    /// `trace` names the HTTP requests served, for the parties' logs.
+    /// `trace` names the HTTP requests served, for the parties' logs; `explain[i]` whether
+    /// customer `i` gets reason codes (missing entries: yes).
     ///
     /// # Returns
     /// One result per id, in order.
@@ -165,6 +172,7 @@ impl Serving {
         &self,
         ids: &[String],
         trace: &[String],
+        explain: &[bool],
     ) -> Result<Vec<Result<Scored, ItemError>>, ScoreError> {
         let model = self.active().ok_or(ScoreError::NoModel)?;
         let version = model.manifest.model_id.clone();
@@ -193,6 +201,6 @@ impl Serving {
             on_lost_model: Some(&lost),
             trace,
         };
-        Ok(crate::scoring::score_batch(&self.registry, &ready, &ctx, ids).await)
+        Ok(crate::scoring::score_batch(&self.registry, &ready, &ctx, ids, explain).await)
     }
 }

@@ -75,6 +75,11 @@ impl Registry {
         }
     }
 
+    /// The metrics the registry records into (shared with the rest of the coordinator).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Transport settings used for calls.
     pub fn settings(&self) -> &TransportSettings {
         &self.settings

@@ -199,6 +199,10 @@ async fn trains_and_scores_over_mutual_tls_quic() {
     );
     assert!(text.contains("tessera_http_request_duration_seconds_bucket"));
     assert!(text.contains("tessera_party_connected{party=\"bank-a\"} 1"));
+    assert!(
+        text.contains("tessera_model_loaded 1"),
+        "the gauge follows the served model"
+    );
 
     // Artifacts: each party saved only its own bottom model; the coordinator the top + manifest.
     assert!(fed.pki.path("models-a/test-model.bottom").exists());

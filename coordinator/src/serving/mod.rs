@@ -115,6 +115,7 @@ impl Serving {
         let id = model.manifest.model_id.clone();
         if let Ok(mut g) = self.active.write() {
             *g = Some(Arc::new(model));
+            self.registry.metrics().model_loaded.set(1);
         }
         info!(model = %id, "model activated");
         for p in self.parties.clone() {

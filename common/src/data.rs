@@ -168,6 +168,14 @@ impl FeatureTable {
         if feature_cols.is_empty() {
             return Err(fmt("no feature columns".into()));
         }
+        // Each column can be a reason code of its own, and a dictionary travels in one answer.
+        if feature_cols.len() > crate::wire::bounded::MAX_DICTIONARY {
+            return Err(fmt(format!(
+                "{} feature columns: at most {} are supported",
+                feature_cols.len(),
+                crate::wire::bounded::MAX_DICTIONARY
+            )));
+        }
         let feature_names: Vec<String> = feature_cols.iter().map(|&c| headers[c].to_string()).collect();
         let mut ids = Vec::new();
         let mut labels = label_col.map(|_| Vec::new());

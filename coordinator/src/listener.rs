@@ -1,21 +1,93 @@
 //! The QUIC listener: admits certified, configured parties, registers their connections, has
 //! them load the active model, and forgets them when they disconnect.
+//!
+//! Handshake admission, before any TLS work ([`Admission`]): an attempt from an address not
+//! yet validated gets a stateless retry (a spoofed source never comes back, so it holds
+//! nothing); a validated one needs a free handshake slot (at most [`MAX_HANDSHAKES`], at most
+//! [`MAX_HANDSHAKES_PER_ADDRESS`] per IP address) or is refused at once, so a flood can neither
+//! queue up behind the slots nor keep a bank from reconnecting for long (banks retry with
+//! backoff).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use tessera_common::shutdown::Shutdown;
 use tessera_common::transport::{self, Listener};
-use tokio::sync::Semaphore;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::serving::Serving;
 
-/// Most handshakes in progress at once; more incoming connections wait.
-const MAX_HANDSHAKES: usize = 64;
+/// Most handshakes in progress at once; more attempts are refused.
+pub const MAX_HANDSHAKES: usize = 64;
+/// Most handshakes in progress at once from one IP address.
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 4;
+
+/// What to do with a connection attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Ask the peer to prove its address (stateless retry).
+    Retry,
+    /// Start the handshake (a slot is taken; give it back with [`Admission::done`]).
+    Admit,
+    /// Refuse: every slot is busy.
+    Saturated,
+    /// Refuse: this address already has its share of slots.
+    TooManyFromAddress,
+}
+
+impl Decision {
+    /// A label for metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Decision::Retry => "retry",
+            Decision::Admit => "admitted",
+            Decision::Saturated => "saturated",
+            Decision::TooManyFromAddress => "per_address",
+        }
+    }
+}
+
+/// Handshake slots, overall and per IP address (no IO: decided from what an attempt shows).
+#[derive(Debug, Default)]
+pub struct Admission {
+    busy: usize,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+impl Admission {
+    /// Decides on an attempt from `ip`; takes a slot when admitting.
+    pub fn decide(&mut self, ip: IpAddr, validated: bool) -> Decision {
+        if !validated {
+            return Decision::Retry;
+        }
+        if self.busy >= MAX_HANDSHAKES {
+            return Decision::Saturated;
+        }
+        let mine = self.per_address.entry(ip).or_insert(0);
+        if *mine >= MAX_HANDSHAKES_PER_ADDRESS {
+            return Decision::TooManyFromAddress;
+        }
+        *mine += 1;
+        self.busy += 1;
+        Decision::Admit
+    }
+
+    /// Gives back the slot of an admitted attempt from `ip` (its handshake ended).
+    pub fn done(&mut self, ip: IpAddr) {
+        if let Some(n) = self.per_address.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_address.remove(&ip);
+            }
+            self.busy = self.busy.saturating_sub(1);
+        }
+    }
+}
 
 /// Accepts parties until shutdown; returns once every connection task has finished.
 pub async fn run(listener: Listener, serving: Arc<Serving>, mut shutdown: Shutdown) {
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let admission = Arc::new(Mutex::new(Admission::default()));
     let mut connections = tokio::task::JoinSet::new();
     loop {
         // Reap finished connection tasks so the set stays small.
@@ -27,9 +99,32 @@ pub async fn run(listener: Listener, serving: Arc<Serving>, mut shutdown: Shutdo
             },
             _ = shutdown.recv() => break,
         };
-        let Ok(permit) = handshakes.clone().acquire_owned().await else {
-            break;
+        let ip = incoming.remote_address().ip();
+        let decision = match admission.lock() {
+            Ok(mut a) => a.decide(ip, incoming.address_validated()),
+            Err(_) => Decision::Saturated,
         };
+        serving
+            .registry()
+            .metrics()
+            .handshake_admission
+            .with_label_values(&[decision.label()])
+            .inc();
+        match decision {
+            Decision::Admit => {}
+            Decision::Retry => {
+                if !incoming.retry() {
+                    debug!(%ip, "connection attempt could not be retried; dropped");
+                }
+                continue;
+            }
+            Decision::Saturated | Decision::TooManyFromAddress => {
+                debug!(%ip, reason = decision.label(), "connection attempt refused");
+                incoming.refuse();
+                continue;
+            }
+        }
+        let slot = Slot(admission.clone(), ip);
         let serving = serving.clone();
         let mut shutdown = shutdown.clone();
         connections.spawn(async move {
@@ -38,11 +133,18 @@ pub async fn run(listener: Listener, serving: Arc<Serving>, mut shutdown: Shutdo
             let registry = serving.registry().clone();
             let live = move |p: &tessera_common::wire::PartyId| registry.live_instance(p);
             let accepted = incoming.accept(serving.parties(), &live, &settings).await;
-            drop(permit);
+            drop(slot);
             let (link, party, instance) = match accepted {
                 Ok(x) => x,
                 Err(e) => {
-                    warn!(%remote, error = %e, "refused a connection");
+                    let reason = e.refusal_label();
+                    serving
+                        .registry()
+                        .metrics()
+                        .handshake_refusals
+                        .with_label_values(&[reason])
+                        .inc();
+                    warn!(%remote, reason, error = %e, "refused a connection");
                     return;
                 }
             };
@@ -73,4 +175,53 @@ pub async fn run(listener: Listener, serving: Arc<Serving>, mut shutdown: Shutdo
     }
     // Handshakes in progress end with the endpoint; established connections see shutdown.
     while connections.join_next().await.is_some() {}
+}
+
+/// An admitted attempt's slot, given back when dropped.
+struct Slot(Arc<Mutex<Admission>>, IpAddr);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut a) = self.0.lock() {
+            a.done(self.1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unvalidated_attempts_are_retried_and_slots_are_bounded_overall_and_per_address() {
+        let mut a = Admission::default();
+        let ip = |i: u32| IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        // Not validated: a retry, and no slot taken however many come.
+        for _ in 0..1_000 {
+            assert_eq!(a.decide(ip(1), false), Decision::Retry);
+        }
+        // One address gets its share, then is refused; others still get in.
+        for _ in 0..MAX_HANDSHAKES_PER_ADDRESS {
+            assert_eq!(a.decide(ip(1), true), Decision::Admit);
+        }
+        assert_eq!(a.decide(ip(1), true), Decision::TooManyFromAddress);
+        assert_eq!(a.decide(ip(2), true), Decision::Admit);
+        // Fill every slot from many addresses: the next is refused, not queued.
+        let mut k = 3;
+        while a.busy < MAX_HANDSHAKES {
+            assert_eq!(a.decide(ip(k), true), Decision::Admit);
+            k += 1;
+        }
+        assert_eq!(a.decide(ip(999), true), Decision::Saturated);
+        // A finished handshake frees its slot and its address's share.
+        a.done(ip(1));
+        assert_eq!(a.decide(ip(999), true), Decision::Admit);
+        assert_eq!(a.decide(ip(1), true), Decision::Saturated);
+        a.done(ip(2));
+        assert_eq!(a.decide(ip(1), true), Decision::Admit);
+        // Giving back a slot never taken changes nothing.
+        let before = a.busy;
+        a.done(ip(12345));
+        assert_eq!(a.busy, before);
+    }
 }

@@ -39,6 +39,12 @@ pub struct Metrics {
     /// HTTP calls refused by authentication, by reason (`missing`, `unknown`, `forbidden`,
     /// `rate_limited`).
     pub auth_refusals: IntCounterVec,
+    /// QUIC connection attempts by admission decision (`admitted`; `retry`: asked to
+    /// validate its address; `saturated`, `per_address`: refused).
+    pub handshake_admission: IntCounterVec,
+    /// Admitted connection attempts that failed their handshake, by reason
+    /// ([`tessera_common::transport::TransportError::refusal_label`]).
+    pub handshake_refusals: IntCounterVec,
 }
 
 impl Metrics {
@@ -108,6 +114,22 @@ impl Metrics {
             &["reason"],
         )?;
         registry.register(Box::new(auth_refusals.clone()))?;
+        let handshake_admission = IntCounterVec::new(
+            Opts::new(
+                "tessera_quic_handshake_admission_total",
+                "QUIC connection attempts by admission decision",
+            ),
+            &["decision"],
+        )?;
+        registry.register(Box::new(handshake_admission.clone()))?;
+        let handshake_refusals = IntCounterVec::new(
+            Opts::new(
+                "tessera_quic_handshake_refusals_total",
+                "Connection attempts refused during their handshake, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(handshake_refusals.clone()))?;
         for c in [&audit_dropped, &audit_written, &audit_write_failures] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -135,6 +157,8 @@ impl Metrics {
             audit_written,
             audit_write_failures,
             auth_refusals,
+            handshake_admission,
+            handshake_refusals,
         })
     }
 

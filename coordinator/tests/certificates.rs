@@ -46,6 +46,7 @@ async fn revoked_party_is_refused_at_handshake() {
         &c,
         start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest")),
         "bank-a",
+        "revoked",
     )
     .await;
     // bank-b, not revoked, gets in under the same CRL.
@@ -122,7 +123,10 @@ async fn party_revoked_while_connected_is_cut_off_within_the_reload_interval() {
 async fn expired_and_not_yet_valid_certificates_are_refused() {
     let pki = Pki::new();
     let c = coordinator(&pki).await;
-    for (name, offset) in [("expired", -3 * 86_400), ("not-yet-valid", 86_400)] {
+    for (name, offset, reason) in [
+        ("expired", -3 * 86_400, "expired"),
+        ("not-yet-valid", 86_400, "not_yet_valid"),
+    ] {
         let mut req = LeafRequest::new(FED, Identity::Party(pid("bank-a")));
         req.not_before_offset_secs = offset;
         req.days = 1;
@@ -131,6 +135,7 @@ async fn expired_and_not_yet_valid_certificates_are_refused() {
             &c,
             start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest")),
             "bank-a",
+            reason,
         )
         .await;
     }
@@ -150,6 +155,42 @@ async fn certificate_from_another_federation_is_refused() {
         &c,
         start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest")),
         "bank-a",
+        "untrusted_chain",
+    )
+    .await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_of_our_ca_naming_another_federation_is_refused_by_the_federation_check() {
+    // Signed by our own intermediate, so the chain verifies: only the `spiffe://` federation
+    // check can refuse it (tessera-certs would not issue it; made directly with rcgen).
+    let pki = Pki::new();
+    let c = coordinator(&pki).await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        rcgen::string::Ia5String::try_from("spiffe://other/party/bank-a").unwrap(),
+    )];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(1);
+    let cert = params
+        .signed_by(&key, &pki.pki().intermediate().unwrap())
+        .unwrap();
+    let dir = pki.path("other-federation");
+    std::fs::create_dir_all(&dir).unwrap();
+    let chain = format!("{}{}", cert.pem(), pki.pki().intermediate_pem().unwrap());
+    std::fs::write(dir.join("tls.crt"), chain).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+    pki.install_trust(&dir);
+    assert_refused(
+        &c,
+        start_party(party_config("bank-a", dir, c.quic_addr, pki.path("m"), "guest")),
+        "bank-a",
+        "identity",
     )
     .await;
     c.shutdown().await;
@@ -170,6 +211,7 @@ async fn party_refuses_a_revoked_coordinator() {
         &c,
         start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest")),
         "bank-a",
+        "peer_revoked",
     )
     .await;
     c.shutdown().await;

@@ -203,6 +203,15 @@ async fn trains_and_scores_over_mutual_tls_quic() {
         text.contains("tessera_model_loaded 1"),
         "the gauge follows the served model"
     );
+    // Every party proved its address (a stateless retry) before it got a handshake slot.
+    assert!(
+        text.contains("tessera_quic_handshake_admission_total{decision=\"retry\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tessera_quic_handshake_admission_total{decision=\"admitted\"}"),
+        "{text}"
+    );
 
     // Artifacts: each party saved only its own bottom model; the coordinator the top + manifest.
     assert!(fed.pki.path("models-a/test-model.bottom").exists());

@@ -1,8 +1,9 @@
 //! A hostile coordinator, built from the project's own transport and wire code and certified
 //! by the federation (so past TLS), tries what the party's policy forbids, over real QUIC: a
 //! linear bottom model it could invert, an embedding wider than the bank's input, training at a
-//! bank that has not opted in, and explanations it did not embed for. Each is refused with the
-//! party's policy error naming the rule.
+//! bank that has not opted in, explanations it did not embed for, and re-blinding guessed ids
+//! past the bank's cap or after the intersection is assigned. Each is refused with the party's
+//! policy error naming the rule.
 
 mod support;
 
@@ -111,7 +112,9 @@ async fn the_party_refuses_what_its_policy_forbids() {
     BottomModel::new(enc, baseline, &[8], 2, 1)
         .save(&model_dir, "m")
         .unwrap();
-    let on = start_party(party_config("bank-a", atls, addr, model_dir, "guest"));
+    let mut pc = party_config("bank-a", atls, addr, model_dir, "guest");
+    pc.training.max_peer_customers = 3;
+    let on = start_party(pc);
     let link = hostile(&pki, &listener).await;
     let allowed = match ask(&link, Request::Describe).await {
         Response::Info(i) => i.max_emb_dim,
@@ -164,5 +167,39 @@ async fn the_party_refuses_what_its_policy_forbids() {
     ));
     assert!(matches!(ask(&link, explain()).await, Response::Reasons { .. }));
     refused(&ask(&link, explain()).await, "once per embedding");
+
+    // PSI as a membership oracle: re-blinding guessed ids is capped per alignment
+    // (training.max_peer_customers, 3 here) and over once handles are assigned.
+    assert!(matches!(
+        ask(&link, Request::PsiInit { session: 9 }).await,
+        Response::PsiReady { .. }
+    ));
+    let guesses =
+        tessera_common::psi::blind_ids(&tessera_common::psi::PsiKey::random(), &["25115", "2346", "7"]);
+    let reblind = |points: &[u8]| Request::PsiReblind {
+        session: 9,
+        points: points.to_vec(),
+    };
+    assert!(matches!(
+        ask(&link, reblind(&guesses)).await,
+        Response::Points { .. }
+    ));
+    refused(
+        &ask(&link, reblind(&guesses[..32])).await,
+        "training.max_peer_customers",
+    );
+    assert!(matches!(
+        ask(
+            &link,
+            Request::PsiAssign {
+                session: 9,
+                positions: vec![0],
+                handles: vec![1],
+            }
+        )
+        .await,
+        Response::Ack
+    ));
+    refused(&ask(&link, reblind(&guesses[..32])).await, "re-blinding is over");
     on.stop().await;
 }

@@ -66,7 +66,7 @@ async fn party_with_certificate_from_another_ca_is_refused() {
         "{why}"
     );
     let party = start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest"));
-    assert_refused(&c, party, "bank-a").await;
+    assert_refused(&c, party, "bank-a", "untrusted_chain").await;
     // Control: the same party with a proper certificate gets in.
     let tls = pki.leaf("bank-a", Identity::Party(pid("bank-a")), false);
     let mut ok = start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest"));
@@ -88,7 +88,7 @@ async fn coordinator_with_certificate_from_another_ca_is_refused_by_the_party() 
         "{why}"
     );
     let party = start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest"));
-    assert_refused(&c, party, "bank-a").await;
+    assert_refused(&c, party, "bank-a", "peer_untrusted_chain").await;
     c.shutdown().await;
 }
 
@@ -104,14 +104,14 @@ async fn certificate_for_another_party_is_refused() {
         "{why}"
     );
     let party = start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest"));
-    assert_refused(&c, party, "bank-a").await;
+    assert_refused(&c, party, "bank-a", "identity_mismatch").await;
     assert!(!c.serving.registry().is_connected(&pid("bank-b")));
     // A valid certificate for a party this federation does not list.
     let tls = pki.leaf("bank-z", Identity::Party(pid("bank-z")), false);
     let why = refusal(c.quic_addr, &tls, "bank-z").await.to_string();
     assert!(why.contains("(UnknownParty)"), "{why}");
     let party = start_party(party_config("bank-z", tls, c.quic_addr, pki.path("m"), "guest"));
-    assert_refused(&c, party, "bank-z").await;
+    assert_refused(&c, party, "bank-z", "unknown_party").await;
     c.shutdown().await;
 }
 
@@ -131,6 +131,6 @@ async fn a_party_certificate_cannot_pose_as_the_coordinator() {
         "{why}"
     );
     let party = start_party(party_config("bank-a", tls, c.quic_addr, pki.path("m"), "guest"));
-    assert_refused(&c, party, "bank-a").await;
+    assert_refused(&c, party, "bank-a", "peer_key_usage").await;
     c.shutdown().await;
 }

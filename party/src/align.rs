@@ -23,6 +23,24 @@ pub struct Alignment {
     handles: HashMap<u64, usize>,
     /// Whether each shuffled position has been given a handle.
     assigned: Vec<bool>,
+    /// Points re-blinded so far in this session.
+    reblinded: u64,
+    /// Whether handle assignment has begun (re-blinding is over then).
+    assigning: bool,
+}
+
+/// Why a re-blinding is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReblindError {
+    /// The points are malformed.
+    #[error(transparent)]
+    Psi(#[from] PsiError),
+    /// Handles are being assigned: the intersection is known, no more re-blinding.
+    #[error("re-blinding is over for this alignment: handles are being assigned")]
+    Closed,
+    /// More points than the bank's policy allows per alignment.
+    #[error("more than {0} peer customers re-blinded in one alignment (training.max_peer_customers)")]
+    OverCap(u64),
 }
 
 /// Why an assignment was refused.
@@ -52,6 +70,8 @@ impl Alignment {
             order,
             handles: HashMap::new(),
             assigned: vec![false; n_rows],
+            reblinded: 0,
+            assigning: false,
         }
     }
 
@@ -84,12 +104,22 @@ impl Alignment {
         psi::blind_ids(&self.key, &page)
     }
 
-    /// Another party's points multiplied by this party's key.
+    /// Another party's points multiplied by this party's key, at most `cap` points per
+    /// alignment and only before handles are assigned.
     ///
     /// # Errors
-    /// [`PsiError`] if the points are malformed.
-    pub fn reblind(&self, points: &[u8]) -> Result<Vec<u8>, PsiError> {
-        psi::reblind(&self.key, points)
+    /// [`ReblindError`]: malformed points, past the cap, or assignment begun.
+    pub fn reblind(&mut self, points: &[u8], cap: u64) -> Result<Vec<u8>, ReblindError> {
+        if self.assigning {
+            return Err(ReblindError::Closed);
+        }
+        let n = psi::count(points)? as u64;
+        if self.reblinded.saturating_add(n) > cap {
+            return Err(ReblindError::OverCap(cap));
+        }
+        let out = psi::reblind(&self.key, points)?;
+        self.reblinded += n;
+        Ok(out)
     }
 
     /// Records handles for shuffled positions. All or nothing: on error nothing is recorded.
@@ -97,6 +127,9 @@ impl Alignment {
     /// # Errors
     /// [`AssignError`] on mismatched lengths, out-of-range positions, or repeats.
     pub fn assign(&mut self, positions: &[u64], handles: &[u64]) -> Result<(), AssignError> {
+        // From the first assignment on, the coordinator knows the intersection: no more
+        // re-blinding (it would only serve to test guessed ids).
+        self.assigning = true;
         if positions.len() != handles.len() {
             return Err(AssignError::Length);
         }
@@ -168,5 +201,21 @@ mod tests {
         assert_eq!(a.assign(&[3], &[9]), Err(AssignError::Duplicate));
         assert_eq!(a.row(7), Some(a.order[3]));
         assert_eq!(a.row(9), None);
+    }
+
+    #[test]
+    fn reblinding_is_capped_per_alignment_and_ends_with_assignment() {
+        let mut a = Alignment::new(1, 10);
+        let other = psi::blind_ids(&PsiKey::random(), &["x", "y", "z"]);
+        assert_eq!(psi::count(&a.reblind(&other, 5).unwrap()).unwrap(), 3);
+        assert_eq!(a.reblind(&other, 5), Err(ReblindError::OverCap(5)), "3 + 3 > 5");
+        assert!(matches!(a.reblind(&[1, 2, 3], 5), Err(ReblindError::Psi(_))));
+        a.reblind(&other[..64], 5).unwrap();
+        a.assign(&[0], &[1]).unwrap();
+        assert_eq!(a.reblind(&other[..32], 100), Err(ReblindError::Closed));
+        // A failed assignment closes re-blinding too.
+        let mut b = Alignment::new(2, 10);
+        assert!(b.assign(&[99], &[1]).is_err());
+        assert_eq!(b.reblind(&other, 100), Err(ReblindError::Closed));
     }
 }

@@ -149,6 +149,11 @@ impl PartyConfig {
         }
         let what = path.map_or_else(|| format!("{ENV_PREFIX}__*"), |p| p.display().to_string());
         cfg.transport.validate().map_err(|e| e.within(what.clone()))?;
+        if cfg.training.max_peer_customers == 0 {
+            return Err(ConfigError::Invalid(
+                "training.max_peer_customers must be positive (the other banks' customers re-blinded per alignment)".into(),
+            ));
+        }
         if cfg.training.min_hidden_layers == 0 {
             return Err(ConfigError::Invalid(
                 "training.min_hidden_layers must be at least 1 (a linear bottom model can be inverted)"

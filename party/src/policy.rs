@@ -22,6 +22,11 @@ pub struct TrainingPolicy {
     /// coordinator cannot regenerate the initial weights from the seed it sends. Default: a
     /// fresh random seed at every start.
     pub seed: Option<u64>,
+    /// Most customers of the other banks this bank re-blinds in one alignment (PSI). Each
+    /// re-blinded point lets the coordinator test one guessed id against this bank's list, so
+    /// the coordinator gets at most this many guesses per alignment, and none once handles are
+    /// assigned. Default 5,000,000.
+    pub max_peer_customers: u64,
 }
 
 impl Default for TrainingPolicy {
@@ -30,6 +35,7 @@ impl Default for TrainingPolicy {
             enabled: false,
             min_hidden_layers: 1,
             seed: None,
+            max_peer_customers: 5_000_000,
         }
     }
 }

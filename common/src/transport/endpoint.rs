@@ -92,6 +92,26 @@ impl Incoming {
         self.0.remote_address()
     }
 
+    /// Whether the peer has shown it receives packets at its address (it echoed a retry
+    /// token), so the address is not spoofed.
+    pub fn address_validated(&self) -> bool {
+        self.0.remote_address_validated()
+    }
+
+    /// Answers with a stateless retry (QUIC address validation): nothing is kept for this
+    /// attempt; a real peer comes back at once with the token, a spoofed source never does.
+    ///
+    /// # Returns
+    /// `false` if the attempt cannot be retried (it already was); it is dropped then.
+    pub fn retry(self) -> bool {
+        self.0.retry().is_ok()
+    }
+
+    /// Refuses the attempt at once (the peer is told: connection refused).
+    pub fn refuse(self) {
+        self.0.refuse();
+    }
+
     /// Completes the connection and its hello exchange: the certificate must name a party of
     /// the federation, the hello must claim that same party, it must be in `expected`, and no
     /// other process of it may be connected (`live_instance` gives the process instance of

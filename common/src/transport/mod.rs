@@ -101,6 +101,48 @@ impl TransportError {
         }
     }
 
+    /// Why a connection attempt was refused, as a short stable label (metrics, tests):
+    /// `untrusted_chain`, `revoked`, `expired`, `not_yet_valid`, `key_usage`, `tls` (other TLS
+    /// failures) for the peer's certificate, the same prefixed `peer_` when the peer refused
+    /// ours, `identity` (no acceptable `spiffe://` identity
+    /// of this federation), `identity_mismatch`, `unknown_party`, `already_connected`,
+    /// `version`, `timeout`, `protocol`, `other`.
+    pub fn refusal_label(&self) -> &'static str {
+        match self {
+            TransportError::Connection(e) => {
+                // rustls reports certificate errors by name inside quinn's error text; "aborted
+                // by peer" means the other side refused *our* certificate.
+                let text = e.to_string();
+                let has = |s: &str| text.contains(s);
+                let by_peer = has("aborted by peer");
+                let pick = |ours: &'static str, theirs: &'static str| if by_peer { theirs } else { ours };
+                if has("UnknownIssuer") || has("BadSignature") || has("UnknownCA") {
+                    pick("untrusted_chain", "peer_untrusted_chain")
+                } else if has("Revoked") || has("revoked") {
+                    pick("revoked", "peer_revoked")
+                } else if has("NotValidYet") || has("not valid yet") {
+                    pick("not_yet_valid", "peer_not_yet_valid")
+                } else if has("Expired") || has("expired") {
+                    pick("expired", "peer_expired")
+                } else if has("InvalidPurpose") || has("extended key usage") {
+                    pick("key_usage", "peer_key_usage")
+                } else {
+                    pick("tls", "peer_tls")
+                }
+            }
+            TransportError::Identity(_) => "identity",
+            TransportError::Protocol(ProtocolError::Rejected(r)) => match r.code {
+                crate::wire::RejectCode::IdentityMismatch => "identity_mismatch",
+                crate::wire::RejectCode::UnknownParty => "unknown_party",
+                crate::wire::RejectCode::AlreadyConnected => "already_connected",
+                crate::wire::RejectCode::VersionMismatch => "version",
+            },
+            TransportError::Timeout(..) => "timeout",
+            TransportError::Protocol(_) | TransportError::Frame(_) | TransportError::NoAnswer => "protocol",
+            _ => "other",
+        }
+    }
+
     /// Whether retrying cannot help until an operator changes configuration or certificates.
     pub fn is_permanent(&self) -> bool {
         match self {

@@ -53,7 +53,8 @@ pub struct Reject {
 /// Hyperparameters a party needs to build and train its bottom model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BottomSpec {
-    /// Widths of hidden layers (ReLU).
+    /// Widths of hidden layers (ReLU; at most [`super::bounded::MAX_LAYERS`]).
+    #[serde(deserialize_with = "super::bounded::vec::<_, u32, { super::bounded::MAX_LAYERS }>")]
     pub hidden: Vec<u32>,
     /// Width of the embedding the party sends (the cut layer).
     pub emb_dim: u32,
@@ -203,14 +204,16 @@ pub enum Request {
     },
     /// Scoring: embeddings of the loaded model for these customers.
     Embed {
-        /// Customer ids.
+        /// Customer ids (at most [`super::bounded::MAX_IDS`]).
+        #[serde(deserialize_with = "super::bounded::vec::<_, String, { super::bounded::MAX_IDS }>")]
         ids: Vec<String>,
     },
     /// Scoring: reason codes for these customers. `grads` holds, per customer, the gradient
     /// of the final logit with respect to this party's embedding; the party attributes it to
     /// its own features and answers with codes from its reason dictionary only.
     Explain {
-        /// Customer ids.
+        /// Customer ids (at most [`super::bounded::MAX_IDS`]).
+        #[serde(deserialize_with = "super::bounded::vec::<_, String, { super::bounded::MAX_IDS }>")]
         ids: Vec<String>,
         /// `ids × emb_dim` gradients.
         grads: Matrix,
@@ -326,14 +329,22 @@ pub enum Response {
         n_features: u32,
         /// Embedding width.
         emb_dim: u32,
-        /// The party's published reason dictionary (codes and texts; no feature values).
+        /// The party's published reason dictionary (codes and texts; no feature values; at
+        /// most [`super::bounded::MAX_DICTIONARY`] entries).
+        #[serde(
+            deserialize_with = "super::bounded::vec::<_, ReasonCode, { super::bounded::MAX_DICTIONARY }>"
+        )]
         reasons: Vec<ReasonCode>,
     },
     /// Answer to [`Request::Explain`]: per customer, up to [`MAX_REASONS`] codes from the
     /// party's dictionary, most adverse first (empty for a customer the party does not know
     /// or whose features push toward repayment). Codes only: no numbers.
     Reasons {
-        /// Codes per requested customer.
+        /// Codes per requested customer (at most [`super::bounded::MAX_IDS`] customers and
+        /// [`MAX_REASONS`] codes each).
+        #[serde(
+            deserialize_with = "super::bounded::vec_of_vecs::<_, String, { super::bounded::MAX_IDS }, MAX_REASONS>"
+        )]
         codes: Vec<Vec<String>>,
     },
     /// Answer to [`Request::Forward`] and [`Request::Embed`]: one row per requested id;
@@ -383,6 +394,7 @@ pub const MAX_TRACE_ID_LEN: usize = 64;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Traced {
     /// Request ids (`x-request-id`), or `train:<model id>` during training.
+    #[serde(deserialize_with = "super::bounded::vec::<_, String, MAX_TRACE_IDS>")]
     pub request_ids: Vec<String>,
     /// The request.
     pub request: Request,

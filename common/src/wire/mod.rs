@@ -17,6 +17,7 @@
 //! kinds, limits, encode and decode), [`matrix`] (the one dense matrix type on the wire, with
 //! checked conversions to and from ndarray).
 
+pub mod bounded;
 pub mod codec;
 pub mod matrix;
 pub mod messages;

@@ -345,3 +345,78 @@ fn traced_new_cuts_ids_to_what_decoding_accepts() {
         Some(Message::Traced(t))
     );
 }
+
+/// The reason a frame was refused as malformed.
+fn malformed_reason(m: &Message) -> String {
+    let limits = FrameLimits::default();
+    let bytes = encode(m, &limits).unwrap();
+    match decode(&bytes, &limits) {
+        Err(FrameError::Malformed { reason, .. }) => reason,
+        other => panic!("decoded: {other:?}"),
+    }
+}
+
+#[test]
+fn lists_that_grow_in_memory_are_capped_per_field() {
+    use super::bounded::{MAX_DICTIONARY, MAX_IDS};
+    let limits = FrameLimits::default();
+    // At the cap: decoded.
+    let at_cap = Message::Request(Request::Embed {
+        ids: vec![String::new(); MAX_IDS],
+    });
+    let bytes = encode(&at_cap, &limits).unwrap();
+    assert_eq!(decode(&bytes, &limits).unwrap().unwrap().0, at_cap);
+    // One over, in every capped field: refused, saying the cap.
+    let over = [
+        Message::Request(Request::Embed {
+            ids: vec![String::new(); MAX_IDS + 1],
+        }),
+        Message::Request(Request::Explain {
+            ids: vec![String::new(); MAX_IDS + 1],
+            grads: Matrix::zeros(0, 0),
+        }),
+        Message::Response(Response::Reasons {
+            codes: vec![Vec::new(); MAX_IDS + 1],
+        }),
+        Message::Response(Response::Model {
+            n_features: 1,
+            emb_dim: 1,
+            reasons: vec![
+                ReasonCode {
+                    code: String::new(),
+                    text: String::new()
+                };
+                MAX_DICTIONARY + 1
+            ],
+        }),
+    ];
+    for m in &over {
+        let reason = malformed_reason(m);
+        assert!(reason.contains("at most"), "{reason}");
+    }
+    let too_many_codes = Message::Response(Response::Reasons {
+        codes: vec![vec![String::new(); MAX_REASONS + 1]],
+    });
+    assert!(malformed_reason(&too_many_codes).contains(&format!("at most {MAX_REASONS} items")));
+}
+
+#[test]
+fn a_declared_list_over_its_cap_is_refused_before_any_element_is_read() {
+    // Embed declaring MAX_IDS + 1 ids and carrying none: refused for the length itself, not
+    // for running out of bytes (which is what reading the elements would end in).
+    let mut payload = vec![14u8]; // variant index of Embed
+    payload.push(252); // bincode varint: a u32 follows
+    payload.extend_from_slice(&((super::bounded::MAX_IDS + 1) as u32).to_le_bytes());
+    let mut frame = vec![Kind::Request as u8];
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    match decode(&frame, &FrameLimits::default()) {
+        Err(FrameError::Malformed { reason, .. }) => {
+            assert!(
+                reason.contains("invalid length 65537") && reason.contains("at most 65536"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}

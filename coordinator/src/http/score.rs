@@ -81,6 +81,12 @@ pub(super) async fn score(
         Ok(s) => {
             let body = response_of(req.customer_id, s, request_id.clone());
             record(&state, &caller, &body, started);
+            debug!(
+                degraded = body.degraded,
+                reasons = body.reason_codes.len(),
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "scored"
+            );
             Ok((StatusCode::OK, axum::Json(body)).into_response())
         }
         Err(e) => {

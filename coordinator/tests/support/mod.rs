@@ -354,11 +354,32 @@ pub async fn refusal(
     }
 }
 
-pub async fn assert_refused(c: &tessera_coordinator::app::Coordinator, mut party: RunningParty, as_id: &str) {
+/// Asserts that `party` does not get in as `as_id`, and that the coordinator's listener saw its
+/// attempts fail for `reason` (a [`TransportError::refusal_label`], counted in
+/// `tessera_quic_handshake_refusals_total`), not for some other reason.
+///
+/// [`TransportError::refusal_label`]: tessera_common::transport::TransportError::refusal_label
+pub async fn assert_refused(
+    c: &tessera_coordinator::app::Coordinator,
+    mut party: RunningParty,
+    as_id: &str,
+    reason: &str,
+) {
+    let refusals = &c.serving.registry().metrics().handshake_refusals;
+    let before = refusals.with_label_values(&[reason]).get();
     assert!(
         !party.connects_within(Duration::from_secs(2)).await,
         "{as_id} should have been refused"
     );
     assert!(!c.serving.registry().is_connected(&pid(as_id)));
     party.stop().await;
+    let text = c.serving.registry().metrics().render();
+    assert!(
+        refusals.with_label_values(&[reason]).get() > before,
+        "{as_id}: no refusal for {reason:?}; refusals seen: {}",
+        text.lines()
+            .filter(|l| l.starts_with("tessera_quic_handshake_refusals_total"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
 }

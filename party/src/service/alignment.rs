@@ -5,7 +5,7 @@
 use tessera_common::wire::{ErrorCode, Request, Response};
 
 use super::{PartyService, error};
-use crate::align::Alignment;
+use crate::align::{Alignment, ReblindError};
 
 impl PartyService {
     /// Answers `PsiInit`, `PsiBlind`, `PsiReblind` and `PsiAssign`.
@@ -37,10 +37,25 @@ impl PartyService {
                 if points.len() / tessera_common::psi::POINT_LEN > self.limits.max_batch {
                     return error(ErrorCode::BadRequest, "too many points in one request");
                 }
-                self.with_alignment(session, |a| match a.reblind(&points) {
-                    Ok(points) => Response::Points { points },
-                    Err(e) => error(ErrorCode::BadRequest, e.to_string()),
-                })
+                let Ok(mut g) = self.alignment.write() else {
+                    return error(ErrorCode::Internal, "alignment state poisoned");
+                };
+                match g.as_mut() {
+                    Some(a) if a.session() == session => {
+                        match a.reblind(&points, self.policy.max_peer_customers) {
+                            Ok(points) => Response::Points { points },
+                            Err(e @ (ReblindError::Closed | ReblindError::OverCap(_))) => {
+                                tracing::warn!(session, error = %e, "re-blinding refused");
+                                error(
+                                    ErrorCode::PolicyRefused,
+                                    format!("refused by this bank's training policy: {e}"),
+                                )
+                            }
+                            Err(e) => error(ErrorCode::BadRequest, e.to_string()),
+                        }
+                    }
+                    _ => error(ErrorCode::NoSession, format!("no alignment {session}")),
+                }
             }
             Request::PsiAssign {
                 session,

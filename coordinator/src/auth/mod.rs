@@ -119,6 +119,7 @@ pub struct Caller {
     /// The client's name (recorded in audit rows and logs).
     pub name: String,
     scopes: Vec<Scope>,
+    rate: u32,
     burst: u32,
     /// `None` when authentication is off.
     limiter: Option<DefaultDirectRateLimiter>,
@@ -141,6 +142,7 @@ impl Caller {
         Self {
             name: ANONYMOUS.into(),
             scopes: Scope::ALL.to_vec(),
+            rate: u32::MAX,
             burst: u32::MAX,
             limiter: None,
         }
@@ -152,6 +154,7 @@ impl Caller {
         Self {
             name: entry.name.clone(),
             scopes: entry.scopes.clone(),
+            rate: rate.get(),
             burst: burst.get(),
             limiter: Some(RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))),
         }
@@ -205,9 +208,9 @@ fn build(file: &KeysFile, old: Option<&Table>) -> Table {
         .filter_map(|c| {
             let hash = keys::parse_hash(&c.key_sha256)?;
             // A client whose entry did not change keeps its limiter (and so its spent budget).
-            let kept = old
-                .and_then(|t| t.get(&hash))
-                .filter(|k| k.name == c.name && k.scopes == c.scopes && k.burst == c.burst);
+            let kept = old.and_then(|t| t.get(&hash)).filter(|k| {
+                k.name == c.name && k.scopes == c.scopes && k.rate == c.rate_per_second && k.burst == c.burst
+            });
             Some((hash, kept.cloned().unwrap_or_else(|| Arc::new(Caller::of(c)))))
         })
         .collect()

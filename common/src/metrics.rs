@@ -1,5 +1,5 @@
 //! Prometheus pieces shared by the coordinator and parties: latency buckets, text rendering,
-//! and the certificate expiry gauge.
+//! the certificate expiry gauge, process metrics and the build-info gauge.
 
 use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
 
@@ -17,6 +17,30 @@ pub fn render(registry: &Registry) -> String {
         return String::new();
     }
     String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Registers the process metrics (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+/// open file descriptors, start time; Linux only) and `tessera_build_info{component, version}`
+/// (always 1), so dashboards can tell which release of which component they are looking at.
+///
+/// # Errors
+/// If a metric is already registered in `registry`.
+pub fn register_process_and_build(registry: &Registry, component: &str) -> Result<(), prometheus::Error> {
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    let build = IntGaugeVec::new(
+        Opts::new(
+            "tessera_build_info",
+            "Always 1: the component and its release version",
+        ),
+        &["component", "version"],
+    )?;
+    build
+        .with_label_values(&[component, env!("CARGO_PKG_VERSION")])
+        .set(1);
+    registry.register(Box::new(build))
 }
 
 /// `tessera_certificate_expiry_seconds{identity, role, serial}`: seconds until each certificate

@@ -246,6 +246,9 @@ impl Coordinator {
             audit,
             scoring: config.scoring.clone(),
             auth: auth.clone(),
+            monitor: Arc::new(crate::monitor::Monitor::new(metrics.clone())),
+            sessions: Arc::new(crate::auth::session::Sessions::default()),
+            model_dir: config.model_dir.clone(),
         };
         let metrics_task = metrics_listener.map(|l| {
             serve_http(

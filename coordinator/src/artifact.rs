@@ -67,6 +67,10 @@ pub struct TrainingMetrics {
     /// Customers each party shares with the label holder (from the private set intersection).
     #[serde(default)]
     pub shared_with_label_holder: std::collections::BTreeMap<String, usize>,
+    /// Deciles of the holdout's probabilities of default: the reference against which the
+    /// population stability of served scores is measured (empty for models trained before).
+    #[serde(default)]
+    pub score_reference: tessera_common::model::stability::Reference,
 }
 
 /// Describes a trained federated model.
@@ -270,6 +274,7 @@ mod tests {
                 training_seconds: 0.1,
                 alignment_seconds: 0.05,
                 shared_with_label_holder: Default::default(),
+                score_reference: Default::default(),
             },
             training: TrainingConfig::default(),
         }

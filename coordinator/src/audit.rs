@@ -178,6 +178,12 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS tessera_decisions (
     caller TEXT NOT NULL DEFAULT ''
 )";
 
+/// Indexes of the lists the UI asks for (newest first; by customer).
+const INDEXES: [&str; 2] = [
+    "CREATE INDEX IF NOT EXISTS tessera_decisions_decided_at ON tessera_decisions (decided_at)",
+    "CREATE INDEX IF NOT EXISTS tessera_decisions_customer ON tessera_decisions (customer)",
+];
+
 /// Columns of a decision row.
 const COLUMNS: usize = 13;
 
@@ -220,6 +226,9 @@ impl Audit {
             .connect(&url)
             .await?;
         sqlx::query(SCHEMA).execute(&pool).await?;
+        for index in INDEXES {
+            sqlx::query(index).execute(&pool).await?;
+        }
         if sqlx::query("SELECT caller FROM tessera_decisions WHERE 1 = 0")
             .fetch_optional(&pool)
             .await
@@ -321,33 +330,96 @@ impl Audit {
     /// # Errors
     /// [`AuditError`] if the database fails.
     pub async fn get(&self, request_id: &str) -> Result<Option<Decision>, AuditError> {
-        let row = sqlx::query(
-            "SELECT request_id, decided_at, customer, customer_hashed, model_version,
-             probability_of_default, score, band, reason_codes, degraded, missing_parties, latency_ms, caller
-             FROM tessera_decisions WHERE request_id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {SELECT_COLUMNS} FROM tessera_decisions WHERE request_id = $1"
+        ))
         .bind(request_id.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let bad = |e: &dyn std::fmt::Display| AuditError::Row(e.to_string());
-        let list = |s: String| serde_json::from_str::<Vec<String>>(&s).map_err(|e| bad(&e));
-        Ok(Some(Decision {
-            request_id: row.try_get("request_id")?,
-            decided_at: row.try_get("decided_at")?,
-            customer: row.try_get("customer")?,
-            customer_hashed: row.try_get::<i64, _>("customer_hashed")? != 0,
-            model_version: row.try_get("model_version")?,
-            probability_of_default: row.try_get("probability_of_default")?,
-            score: i32::try_from(row.try_get::<i64, _>("score")?).map_err(|e| bad(&e))?,
-            band: row.try_get("band")?,
-            reason_codes: list(row.try_get("reason_codes")?)?,
-            degraded: row.try_get::<i64, _>("degraded")? != 0,
-            missing_parties: list(row.try_get("missing_parties")?)?,
-            latency_ms: row.try_get("latency_ms")?,
-            caller: row.try_get("caller")?,
-        }))
+        row.map(|r| decision_of(&r)).transpose()
     }
+
+    /// Recorded decisions matching `filter`, newest first, at most `limit` (capped at
+    /// [`MAX_LIST`]). A customer id is looked up as it is stored (its keyed hash when so
+    /// configured).
+    ///
+    /// # Errors
+    /// [`AuditError`] if the database fails.
+    pub async fn list(&self, filter: &DecisionQuery, limit: usize) -> Result<Vec<Decision>, AuditError> {
+        let mut conditions = Vec::new();
+        let mut binds = Vec::new();
+        if let Some(c) = &filter.customer {
+            binds.push(self.customer_ref(c).0);
+            conditions.push(format!("customer = ${}", binds.len()));
+        }
+        if let Some(r) = &filter.request_id {
+            binds.push(r.clone());
+            conditions.push(format!("request_id = ${}", binds.len()));
+        }
+        // RFC 3339 UTC timestamps sort as text.
+        if let Some(from) = &filter.from {
+            binds.push(from.clone());
+            conditions.push(format!("decided_at >= ${}", binds.len()));
+        }
+        if let Some(before) = &filter.before {
+            binds.push(before.clone());
+            conditions.push(format!("decided_at < ${}", binds.len()));
+        }
+        let mut sql = format!("SELECT {SELECT_COLUMNS} FROM tessera_decisions");
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        sql.push_str(&format!(
+            " ORDER BY decided_at DESC, request_id DESC LIMIT {}",
+            limit.clamp(1, MAX_LIST)
+        ));
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(decision_of).collect()
+    }
+}
+
+/// Most decisions [`Audit::list`] returns at once.
+pub const MAX_LIST: usize = 500;
+
+/// Which decisions to list (`None`: any).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DecisionQuery {
+    /// The customer id (in clear; hashed here when the log keeps hashes).
+    pub customer: Option<String>,
+    /// The request id.
+    pub request_id: Option<String>,
+    /// Decided at or after this RFC 3339 time (or date).
+    pub from: Option<String>,
+    /// Decided before this RFC 3339 time (or date).
+    pub before: Option<String>,
+}
+
+const SELECT_COLUMNS: &str = "request_id, decided_at, customer, customer_hashed, model_version,
+    probability_of_default, score, band, reason_codes, degraded, missing_parties, latency_ms, caller";
+
+fn decision_of(row: &sqlx::any::AnyRow) -> Result<Decision, AuditError> {
+    let bad = |e: &dyn std::fmt::Display| AuditError::Row(e.to_string());
+    let list = |s: String| serde_json::from_str::<Vec<String>>(&s).map_err(|e| bad(&e));
+    Ok(Decision {
+        request_id: row.try_get("request_id")?,
+        decided_at: row.try_get("decided_at")?,
+        customer: row.try_get("customer")?,
+        customer_hashed: row.try_get::<i64, _>("customer_hashed")? != 0,
+        model_version: row.try_get("model_version")?,
+        probability_of_default: row.try_get("probability_of_default")?,
+        score: i32::try_from(row.try_get::<i64, _>("score")?).map_err(|e| bad(&e))?,
+        band: row.try_get("band")?,
+        reason_codes: list(row.try_get("reason_codes")?)?,
+        degraded: row.try_get::<i64, _>("degraded")? != 0,
+        missing_parties: list(row.try_get("missing_parties")?)?,
+        latency_ms: row.try_get("latency_ms")?,
+        caller: row.try_get("caller")?,
+    })
 }
 
 /// Rows per INSERT statement (12 parameters each, well under SQLite's and PostgreSQL's limits).
@@ -603,9 +675,86 @@ mod tests {
         }
         assert_eq!(got, Some(decision(last)));
         assert_eq!(reader.get(&ids[0]).await.unwrap(), Some(decision(&ids[0])));
+        let by_id = DecisionQuery {
+            request_id: Some(last.clone()),
+            ..Default::default()
+        };
+        assert_eq!(reader.list(&by_id, 10).await.unwrap(), vec![decision(last)]);
         drop(reader);
         task.await.unwrap();
         assert_eq!(m.audit_written.get(), 700);
+    }
+
+    #[tokio::test]
+    async fn lists_newest_first_with_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let (audit, task) = Audit::open(
+            &AuditSettings::default(),
+            dir.path().join("l.sqlite"),
+            crate::metrics::Metrics::new().unwrap(),
+        )
+        .await
+        .unwrap();
+        let at = |id: &str, when: &str, customer: &str| Decision {
+            decided_at: when.into(),
+            customer: customer.into(),
+            ..decision(id)
+        };
+        let d1 = at("r1", "2026-11-30T10:00:00Z", "a");
+        let d2 = at("r2", "2026-12-01T09:00:00Z", "b");
+        let d3 = at("r3", "2026-12-02T08:00:00Z", "a");
+        for d in [&d2, &d1, &d3] {
+            audit.record(d.clone());
+        }
+        let all = DecisionQuery::default();
+        for _ in 0..100 {
+            if audit.list(&all, 10).await.unwrap().len() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let q = |customer: Option<&str>, request: Option<&str>, from: Option<&str>, before: Option<&str>| {
+            DecisionQuery {
+                customer: customer.map(String::from),
+                request_id: request.map(String::from),
+                from: from.map(String::from),
+                before: before.map(String::from),
+            }
+        };
+        let ids = |v: Vec<Decision>| v.into_iter().map(|d| d.request_id).collect::<Vec<_>>();
+        assert_eq!(ids(audit.list(&all, 10).await.unwrap()), ["r3", "r2", "r1"]);
+        assert_eq!(audit.list(&all, 1).await.unwrap(), vec![d3.clone()]);
+        assert_eq!(
+            ids(audit.list(&q(Some("a"), None, None, None), 10).await.unwrap()),
+            ["r3", "r1"]
+        );
+        assert_eq!(
+            ids(audit.list(&q(None, Some("r2"), None, None), 10).await.unwrap()),
+            ["r2"]
+        );
+        assert_eq!(
+            ids(audit
+                .list(&q(None, None, Some("2026-12-01"), None), 10)
+                .await
+                .unwrap()),
+            ["r3", "r2"]
+        );
+        assert_eq!(
+            ids(audit
+                .list(&q(Some("a"), None, None, Some("2026-12-02")), 10)
+                .await
+                .unwrap()),
+            ["r1"]
+        );
+        assert!(
+            audit
+                .list(&q(Some("' OR 1=1 --"), None, None, None), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        drop(audit);
+        task.await.unwrap();
     }
 
     #[test]

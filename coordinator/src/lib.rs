@@ -10,8 +10,11 @@
 //! - [`artifact`]: top model and manifest files.
 //! - [`report`]: `metrics.json` and `report.svg` (ROC, calibration, score distribution) per model.
 //! - [`serving`]: the active model, loading it onto parties, and scoring one customer.
-//! - [`auth`]: who calls the HTTP API: bearer API keys, scopes, per-client rate limits.
-//! - [`http`]: the HTTP API (axum).
+//! - [`auth`]: who calls the HTTP API: bearer API keys, scopes, per-client rate limits; UI
+//!   sessions opened with a key.
+//! - [`monitor`]: the window of recent answers: score stability against training, latency,
+//!   degraded answers by missing party.
+//! - [`http`]: the HTTP API (axum) and the web UI's routes (pages rendered by `tessera-ui`).
 //! - [`app`]: wiring: listener, model activation, HTTP server, shutdown.
 #![warn(missing_docs, unreachable_pub)]
 
@@ -24,6 +27,7 @@ pub mod federation;
 pub mod http;
 pub mod listener;
 pub mod metrics;
+pub mod monitor;
 pub mod registry;
 pub mod report;
 pub mod scoring;

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the coordinator.
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use tessera_common::transport::CertInfo;
 use tessera_common::wire::PartyId;
@@ -45,6 +45,18 @@ pub struct Metrics {
     /// Admitted connection attempts that failed their handshake, by reason
     /// ([`tessera_common::transport::TransportError::refusal_label`]).
     pub handshake_refusals: IntCounterVec,
+    /// Time to answer a scoring request, by endpoint (`score`, `batch`, `ui`) and outcome
+    /// (`ok`, `degraded`, `not_found`, `unavailable`, `error`).
+    pub score_latency: HistogramVec,
+    /// Degraded answers by the party that was missing (an answer missing two counts twice).
+    pub degraded: IntCounterVec,
+    /// Population stability index of the recent scores against the model's training holdout
+    /// (NaN until enough scores: [`crate::monitor`]).
+    pub score_psi: Gauge,
+    /// Scores in the window the stability index is computed over.
+    pub score_window: IntGauge,
+    /// Always 1, labelled with the active model's id (no series without a model).
+    pub model_info: IntGaugeVec,
 }
 
 impl Metrics {
@@ -130,6 +142,40 @@ impl Metrics {
             &["reason"],
         )?;
         registry.register(Box::new(handshake_refusals.clone()))?;
+        let score_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "tessera_score_duration_seconds",
+                "Time to answer a scoring request, by endpoint and outcome",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["endpoint", "outcome"],
+        )?;
+        registry.register(Box::new(score_latency.clone()))?;
+        let degraded = IntCounterVec::new(
+            Opts::new(
+                "tessera_degraded_answers_total",
+                "Degraded answers by the party that did not contribute",
+            ),
+            &["party"],
+        )?;
+        registry.register(Box::new(degraded.clone()))?;
+        let score_psi = Gauge::new(
+            "tessera_score_psi",
+            "Population stability index of recent scores against the training holdout (NaN until enough scores)",
+        )?;
+        score_psi.set(f64::NAN);
+        registry.register(Box::new(score_psi.clone()))?;
+        let score_window = IntGauge::new(
+            "tessera_score_psi_window",
+            "Recent scores the stability index is computed over",
+        )?;
+        registry.register(Box::new(score_window.clone()))?;
+        let model_info = IntGaugeVec::new(
+            Opts::new("tessera_model_info", "Always 1, labelled with the active model"),
+            &["model_id"],
+        )?;
+        registry.register(Box::new(model_info.clone()))?;
+        tessera_common::metrics::register_process_and_build(&registry, "coordinator")?;
         for c in [&audit_dropped, &audit_written, &audit_write_failures] {
             registry.register(Box::new(c.clone()))?;
         }
@@ -159,6 +205,11 @@ impl Metrics {
             auth_refusals,
             handshake_admission,
             handshake_refusals,
+            score_latency,
+            degraded,
+            score_psi,
+            score_window,
+            model_info,
         })
     }
 
@@ -171,6 +222,13 @@ impl Metrics {
             own.into_iter()
                 .chain(peers.iter().map(|(p, c)| (p.as_str(), "peer", c))),
         );
+    }
+
+    /// Marks `model_id` as the active model in `tessera_model_info` and `tessera_model_loaded`.
+    pub fn set_model(&self, model_id: &str) {
+        self.model_info.reset();
+        self.model_info.with_label_values(&[model_id]).set(1);
+        self.model_loaded.set(1);
     }
 
     /// The metrics in Prometheus text format.

@@ -2,6 +2,7 @@
 //! several parties under a single deadline (driving [`tessera_common::protocol::fanout`]).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,12 @@ use tessera_common::wire::{PartyId, Request, Response};
 use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// A connected party.
 #[derive(Clone)]
@@ -25,6 +32,23 @@ struct Member {
     cert: Option<CertInfo>,
     /// The party process on the other end (see [`tessera_common::protocol::handshake::admit`]).
     instance: u64,
+    /// When the party last answered on this connection, Unix milliseconds (0: not yet).
+    last_answer_ms: Arc<AtomicI64>,
+}
+
+/// A connected party as the UI shows it.
+#[derive(Clone, Debug)]
+pub struct MemberView {
+    /// The model it has loaded.
+    pub model: Option<String>,
+    /// Whether its last request timed out.
+    pub unresponsive: bool,
+    /// The transport's round-trip estimate.
+    pub rtt: Option<Duration>,
+    /// When it last answered, Unix milliseconds.
+    pub last_answer_ms: Option<i64>,
+    /// Its certificate.
+    pub cert: Option<CertInfo>,
 }
 
 /// The connected parties.
@@ -107,6 +131,7 @@ impl Registry {
             unresponsive: false,
             cert,
             instance,
+            last_answer_ms: Arc::new(AtomicI64::new(0)),
         };
         let Ok(mut links) = self.links.write() else {
             return false;
@@ -223,6 +248,38 @@ impl Registry {
         }
     }
 
+    /// The party's connection as the UI shows it (`None`: not connected).
+    pub fn view(&self, party: &PartyId) -> Option<MemberView> {
+        let m = self.links.read().ok()?;
+        let member = m.get(party)?;
+        let last = member.last_answer_ms.load(Ordering::Relaxed);
+        Some(MemberView {
+            model: member.model.clone(),
+            unresponsive: member.unresponsive,
+            rtt: member.link.rtt(),
+            last_answer_ms: (last > 0).then_some(last),
+            cert: member.cert.clone(),
+        })
+    }
+
+    /// Notes an answer from `party` on `link`: when, and that it is responsive again. Takes
+    /// the write lock only if the party was marked unresponsive.
+    fn answered(&self, party: &PartyId, link: &Link) {
+        let was_unresponsive = match self.links.read() {
+            Ok(m) => match m.get(party).filter(|l| l.link.id() == link.id()) {
+                Some(member) => {
+                    member.last_answer_ms.store(unix_ms(), Ordering::Relaxed);
+                    member.unresponsive
+                }
+                None => false,
+            },
+            Err(_) => false,
+        };
+        if was_unresponsive {
+            self.set_unresponsive(party, link, false);
+        }
+    }
+
     /// Whether the party is connected.
     pub fn is_connected(&self, party: &PartyId) -> bool {
         self.links.read().is_ok_and(|m| m.contains_key(party))
@@ -288,7 +345,7 @@ impl Registry {
         let label = party.as_str();
         match &result {
             Ok(_) => {
-                self.set_unresponsive(party, link, false);
+                self.answered(party, link);
                 self.metrics
                     .party_latency
                     .with_label_values(&[label, request.kind()])

@@ -55,6 +55,7 @@ impl PartyMetrics {
             .buckets(BUCKETS.to_vec()),
             &["kind"],
         )?;
+        tessera_common::metrics::register_process_and_build(&registry, "party")?;
         registry.register(Box::new(connected.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;

@@ -9,6 +9,7 @@ pub mod encode;
 pub mod metrics;
 pub mod mlp;
 pub mod scorecard;
+pub mod stability;
 pub mod top;
 
 pub use adam::Adam;

@@ -205,6 +205,14 @@ impl Link {
         }
     }
 
+    /// The transport's current estimate of the round-trip time (`None` in memory).
+    pub fn rtt(&self) -> Option<Duration> {
+        match &self.inner {
+            Inner::Quic(c) => Some(c.rtt()),
+            Inner::Memory(_) => None,
+        }
+    }
+
     /// Summary of the peer's verified leaf certificate (`None` in memory).
     pub fn peer_certificate(&self) -> Option<CertInfo> {
         let Inner::Quic(conn) = &self.inner else {

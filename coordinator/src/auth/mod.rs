@@ -12,6 +12,7 @@
 //! client's rate limit (429), a batch counting each customer.
 
 pub mod keys;
+pub mod session;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -275,6 +276,19 @@ impl Authenticator {
             })
             .filter(|t| !t.is_empty() && t.len() <= 256)
             .ok_or(AuthError::Missing)?;
+        self.by_hash(&keys::hash(token), scope)
+    }
+
+    /// The caller whose key hashes to `hash` (a UI session keeps the hash, never the key), if
+    /// it has `scope`. A key revoked since is refused here, so revoking a key also ends the
+    /// sessions signed in with it.
+    ///
+    /// # Errors
+    /// [`AuthError::Unknown`] or [`AuthError::Forbidden`].
+    pub fn by_hash(&self, hash: &[u8; 32], scope: Option<Scope>) -> Result<Arc<Caller>, AuthError> {
+        if self.mode == AuthMode::None {
+            return Ok(self.anonymous.clone());
+        }
         // Looked up by the hash of the presented key: how long the lookup takes says nothing
         // about any stored key.
         let table = self
@@ -282,7 +296,7 @@ impl Authenticator {
             .read()
             .map(|t| t.clone())
             .map_err(|_| AuthError::Unknown)?;
-        let caller = table.get(&keys::hash(token)).cloned().ok_or(AuthError::Unknown)?;
+        let caller = table.get(hash).cloned().ok_or(AuthError::Unknown)?;
         if let Some(scope) = scope.filter(|&s| !caller.may(s)) {
             return Err(AuthError::Forbidden {
                 client: caller.name.clone(),

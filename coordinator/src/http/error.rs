@@ -37,6 +37,23 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The stable error code.
+    pub(super) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The explanation.
+    pub(super) fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The HTTP status.
+    pub(super) fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {

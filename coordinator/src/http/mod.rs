@@ -6,7 +6,8 @@
 //! which also opens the span that covers the whole request, scoring included.
 //!
 //! Layout: [`types`] (JSON bodies), [`error`] (JSON errors and their codes), `score` (the
-//! scoring routes), `ops` (decisions, model, health, metrics, OpenAPI).
+//! scoring routes), `ops` (decisions, model, health, metrics, OpenAPI), `ui` (the web UI's
+//! sign-in and pages).
 
 pub mod error;
 mod guard;
@@ -14,6 +15,7 @@ mod ops;
 mod score;
 pub mod server;
 pub mod types;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,6 +55,12 @@ pub struct AppState {
     pub scoring: ScoringSettings,
     /// Who may call which route.
     pub auth: crate::auth::Authenticator,
+    /// The window of recent answers (monitoring page, score stability gauge).
+    pub monitor: Arc<crate::monitor::Monitor>,
+    /// Signed-in UI sessions.
+    pub sessions: Arc<crate::auth::session::Sessions>,
+    /// Where models are saved (the model page shows the training report from there).
+    pub model_dir: std::path::PathBuf,
 }
 
 /// The id of the request being answered, set by [`request_context`] for every request.
@@ -145,6 +153,7 @@ pub fn router(state: AppState, http: &HttpSettings, metrics_here: bool) -> Route
         router = router.route("/metrics", get(metrics));
     }
     router
+        .merge(ui::routes(state.clone()))
         .route("/openapi.json", get(openapi))
         .route("/docs", get(docs))
         .fallback(not_found)

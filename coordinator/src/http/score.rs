@@ -19,10 +19,26 @@ use super::{AppState, RequestId, new_request_id};
 use crate::audit::Decision;
 use crate::auth::Caller;
 
-/// Records a decision in the audit log (if enabled) and counts its outcome.
-fn record(state: &AppState, caller: &Caller, r: &ScoreResponse, started: Instant) {
+/// Records a scored customer: its outcome, the monitoring window, and a decision in the
+/// audit log (if enabled). `latency`: the time of a single score (`None` within a batch).
+fn record(state: &AppState, caller: &Caller, r: &ScoreResponse, started: Instant, latency: bool) {
     let outcome = if r.degraded { "degraded" } else { "ok" };
     state.metrics.scores.with_label_values(&[outcome]).inc();
+    for p in &r.missing_parties {
+        state.metrics.degraded.with_label_values(&[p.as_str()]).inc();
+    }
+    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    if let Some(model) = state.serving.active()
+        && model.manifest.model_id == r.model_version
+    {
+        state.monitor.observe(
+            &r.model_version,
+            &model.manifest.metrics.score_reference,
+            r.probability_of_default,
+            latency.then_some(latency_ms),
+            &r.missing_parties,
+        );
+    }
     let Some(audit) = &state.audit else { return };
     let (customer, customer_hashed) = audit.customer_ref(&r.customer_id);
     audit.record(Decision {
@@ -39,9 +55,62 @@ fn record(state: &AppState, caller: &Caller, r: &ScoreResponse, started: Instant
         reason_codes: r.reason_codes.iter().map(|c| c.code.clone()).collect(),
         degraded: r.degraded,
         missing_parties: r.missing_parties.clone(),
-        latency_ms: started.elapsed().as_secs_f64() * 1e3,
+        latency_ms,
         caller: caller.name.clone(),
     });
+}
+
+/// Scores one customer for `caller` (already admitted and charged): validates the id, takes a
+/// scoring slot, scores, and records the answer (metrics, monitoring window, audit log). The
+/// one way a single customer is scored, by the API (`endpoint` `score`) and the UI (`ui`).
+pub(crate) async fn score_one(
+    state: &AppState,
+    caller: &Caller,
+    customer_id: &str,
+    request_id: &str,
+    explain: bool,
+    endpoint: &'static str,
+) -> Result<ScoreResponse, ApiError> {
+    let started = Instant::now();
+    validate_id(customer_id)
+        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m.to_string(), request_id))?;
+    let _slot = scoring_slot(state, request_id)?;
+    let result = state.serving.score(customer_id, request_id, explain).await;
+    let outcome = match &result {
+        Ok(s) if s.missing.is_empty() => "ok",
+        Ok(_) => "degraded",
+        Err(e) => unscored_outcome(score_error(e).0),
+    };
+    state
+        .metrics
+        .score_latency
+        .with_label_values(&[endpoint, outcome])
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(s) => {
+            let body = response_of(customer_id.to_string(), s, request_id.to_string());
+            record(state, caller, &body, started, true);
+            debug!(
+                degraded = body.degraded,
+                reasons = body.reason_codes.len(),
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "scored"
+            );
+            Ok(body)
+        }
+        Err(e) => {
+            let (status, code) = score_error(&e);
+            if status.is_server_error() {
+                warn!(request_id = %request_id, error = %e, "scoring failed");
+            } else {
+                debug!(request_id = %request_id, error = %e, "customer not scored");
+            }
+            state.metrics.scores.with_label_values(&[outcome]).inc();
+            let mut err = ApiError::new(status, code, e.to_string(), request_id);
+            err.parties = party_out(e.parties());
+            Err(err)
+        }
+    }
 }
 
 /// Scores one customer.
@@ -68,44 +137,17 @@ pub(super) async fn score(
     Extension(caller): Extension<Arc<Caller>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
     let req: ScoreRequest = read_body(body, "{\"customer_id\": \"...\"}", &request_id)?;
-    validate_id(&req.customer_id)
-        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m.to_string(), &request_id))?;
-    let _slot = scoring_slot(&state, &request_id)?;
-    match state
-        .serving
-        .score(&req.customer_id, &request_id, req.explain)
-        .await
-    {
-        Ok(s) => {
-            let body = response_of(req.customer_id, s, request_id.clone());
-            record(&state, &caller, &body, started);
-            debug!(
-                degraded = body.degraded,
-                reasons = body.reason_codes.len(),
-                ms = started.elapsed().as_secs_f64() * 1e3,
-                "scored"
-            );
-            Ok((StatusCode::OK, axum::Json(body)).into_response())
-        }
-        Err(e) => {
-            let (status, code) = score_error(&e);
-            if status.is_server_error() {
-                warn!(request_id = %request_id, error = %e, "scoring failed");
-            } else {
-                debug!(request_id = %request_id, error = %e, "customer not scored");
-            }
-            state
-                .metrics
-                .scores
-                .with_label_values(&[unscored_outcome(status)])
-                .inc();
-            let mut err = ApiError::new(status, code, e.to_string(), &request_id);
-            err.parties = party_out(e.parties());
-            Err(err)
-        }
-    }
+    let body = score_one(
+        &state,
+        &caller,
+        &req.customer_id,
+        &request_id,
+        req.explain,
+        "score",
+    )
+    .await?;
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
 }
 
 /// Scores a batch of customers, fanned out to the parties as batches.
@@ -171,6 +213,11 @@ pub(super) async fn score_batch(
             .await
             .map_err(|e| {
                 let (status, code) = score_error(&e);
+                state
+                    .metrics
+                    .score_latency
+                    .with_label_values(&["batch", unscored_outcome(status)])
+                    .observe(started.elapsed().as_secs_f64());
                 ApiError::new(status, code, e.to_string(), &request_id)
             })?
     };
@@ -192,7 +239,7 @@ pub(super) async fn score_batch(
         let item = match scored.next() {
             Some(Ok(s)) => {
                 let r = response_of(id.clone(), s, new_request_id());
-                record(&state, &caller, &r, started);
+                record(&state, &caller, &r, started, false);
                 BatchItem {
                     customer_id: id,
                     result: Some(r),
@@ -228,5 +275,10 @@ pub(super) async fn score_batch(
         };
         results.push(item);
     }
+    state
+        .metrics
+        .score_latency
+        .with_label_values(&["batch", "ok"])
+        .observe(started.elapsed().as_secs_f64());
     Ok((StatusCode::OK, axum::Json(BatchResponse { request_id, results })).into_response())
 }

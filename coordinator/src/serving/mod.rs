@@ -99,6 +99,11 @@ impl Serving {
         &self.registry
     }
 
+    /// Parties an answer needs at least.
+    pub fn min_parties(&self) -> usize {
+        self.min_parties.max(1)
+    }
+
     /// The configured parties.
     pub fn parties(&self) -> &[PartyId] {
         &self.parties
@@ -115,7 +120,7 @@ impl Serving {
         let id = model.manifest.model_id.clone();
         if let Ok(mut g) = self.active.write() {
             *g = Some(Arc::new(model));
-            self.registry.metrics().model_loaded.set(1);
+            self.registry.metrics().set_model(&id);
         }
         info!(model = %id, "model activated");
         for p in self.parties.clone() {

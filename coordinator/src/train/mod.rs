@@ -25,6 +25,7 @@ pub mod population;
 use std::time::{Duration, Instant};
 
 use tessera_common::federation::Federation;
+use tessera_common::model::stability::Reference;
 use tessera_common::model::{Platt, TopModel};
 use tessera_common::protocol::fanout::Failure;
 use tessera_common::wire::{ErrorCode, PartyId, Request};
@@ -124,6 +125,9 @@ pub struct Holdout {
     /// Whether every party knew the customer.
     pub complete: Vec<bool>,
 }
+
+/// Bins of the holdout's score distribution kept for population stability (deciles).
+const REFERENCE_BINS: usize = 10;
 
 /// Trains a model over `parties` (in the order their embeddings enter the top model).
 ///
@@ -233,6 +237,7 @@ pub async fn train<F: Federation>(
                 .zip(&aligned.membership)
                 .map(|(p, m)| (p.to_string(), m.iter().filter(|&&b| b).count()))
                 .collect(),
+            score_reference: Reference::from_sample(&holdout.probs, REFERENCE_BINS).unwrap_or_default(),
         },
         training: cfg.clone(),
     };

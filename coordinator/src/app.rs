@@ -324,7 +324,7 @@ impl Coordinator {
     pub async fn train(
         &self,
         model_id: Option<String>,
-        on_epoch: impl FnMut(&EpochReport),
+        mut on_epoch: impl FnMut(&EpochReport),
     ) -> Result<Manifest, Error> {
         let model_id = model_id.unwrap_or_else(new_model_id);
         if !tessera_common::wire::valid_model_id(&model_id) {
@@ -336,7 +336,14 @@ impl Coordinator {
             &self.config.training,
             &model_id,
             self.config.transport.training_timeout(),
-            on_epoch,
+            |report: &EpochReport| {
+                let metrics = self.serving.registry().metrics();
+                for &s in &report.step_seconds {
+                    metrics.training_step.observe(s);
+                }
+                metrics.training_epochs.inc();
+                on_epoch(report);
+            },
         )
         .await?;
         artifact::save(&self.config.model_dir, &trained.manifest, &trained.top)?;

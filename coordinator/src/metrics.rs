@@ -57,6 +57,12 @@ pub struct Metrics {
     pub score_window: IntGauge,
     /// Always 1, labelled with the active model's id (no series without a model).
     pub model_info: IntGaugeVec,
+    /// Time of one training minibatch step (forward, top model, backward), seconds.
+    pub training_step: prometheus::Histogram,
+    /// Training epochs completed.
+    pub training_epochs: IntCounter,
+    /// Connections a party made current, by party (each one after the first is a reconnect).
+    pub party_connections: IntCounterVec,
 }
 
 impl Metrics {
@@ -175,6 +181,24 @@ impl Metrics {
             &["model_id"],
         )?;
         registry.register(Box::new(model_info.clone()))?;
+        let training_step = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "tessera_training_step_duration_seconds",
+                "Time of one training minibatch step: forward at every party, the top model, backward at every party",
+            )
+            .buckets(BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(training_step.clone()))?;
+        let training_epochs = IntCounter::new("tessera_training_epochs_total", "Training epochs completed")?;
+        registry.register(Box::new(training_epochs.clone()))?;
+        let party_connections = IntCounterVec::new(
+            Opts::new(
+                "tessera_party_connections_total",
+                "Connections a party made current (each after the first is a reconnect)",
+            ),
+            &["party"],
+        )?;
+        registry.register(Box::new(party_connections.clone()))?;
         tessera_common::metrics::register_process_and_build(&registry, "coordinator")?;
         for c in [&audit_dropped, &audit_written, &audit_write_failures] {
             registry.register(Box::new(c.clone()))?;
@@ -210,6 +234,9 @@ impl Metrics {
             score_psi,
             score_window,
             model_info,
+            training_step,
+            training_epochs,
+            party_connections,
         })
     }
 

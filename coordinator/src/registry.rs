@@ -159,6 +159,10 @@ impl Registry {
             .party_connected
             .with_label_values(&[party.as_str()])
             .set(1);
+        self.metrics
+            .party_connections
+            .with_label_values(&[party.as_str()])
+            .inc();
         true
     }
 

@@ -427,6 +427,7 @@ async fn first_score(
         "Tessera federation is up: coordinator + bank-a (lender, labels) + bank-b, mutual-TLS QUIC on {}",
         cli.quic
     );
+    println!("  Web UI:  {base}/   (sign in with the demo's API key below)");
     println!(
         "  API:     {base}/v1/score   health: {base}/healthz   ready: {base}/readyz   model: {base}/v1/model   metrics: {base}/metrics"
     );

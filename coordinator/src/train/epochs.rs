@@ -195,7 +195,9 @@ impl Trainer {
             order.shuffle(&mut self.rng);
             let mut loss_sum = 0.0;
             let mut batches = 0usize;
+            let mut step_seconds = Vec::with_capacity(order.len().div_ceil(cfg.batch_size.max(1)));
             for batch in order.chunks(cfg.batch_size) {
+                let started = Instant::now();
                 let ids: Vec<u64> = batch.iter().map(|&i| train_ids[i]).collect();
                 let y: Vec<f64> = batch.iter().map(|&i| f64::from(labels[pop.train[i]])).collect();
                 let loss = self.step(ctx, session, cfg, &ids, &y).await?;
@@ -204,6 +206,7 @@ impl Trainer {
                 }
                 loss_sum += loss;
                 batches += 1;
+                step_seconds.push(started.elapsed().as_secs_f64());
             }
             epochs_run = epoch;
             let val_scores = ctx.predict(&self.top, session, &val_ids, None).await?;
@@ -214,6 +217,7 @@ impl Trainer {
                 train_loss: loss_sum / batches.max(1) as f64,
                 validation_auc: val_auc,
                 seconds: t0.elapsed().as_secs_f64(),
+                step_seconds,
             });
             if val_auc > best.auc {
                 best = Best {

@@ -102,6 +102,9 @@ pub struct EpochReport {
     pub validation_auc: f64,
     /// Wall time of the epoch.
     pub seconds: f64,
+    /// Wall time of each minibatch step of the epoch (forward at every party, the top model,
+    /// backward at every party), seconds.
+    pub step_seconds: Vec<f64>,
 }
 
 /// A trained model: its manifest and top model (bottom models were saved by the parties).

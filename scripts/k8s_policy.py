@@ -12,6 +12,13 @@ Subcommands:
                              requires each to be rejected by the rule it breaks.
   monitors DIR               shape of the optional ServiceMonitor / PodMonitor (their CRDs have
                              no schema offline): DIR/<overlay>.yaml rendered with the component.
+  prometheusrule FILE RULES CORE
+                             the optional PrometheusRule: FILE is overlays/coordinator rendered
+                             with components/prometheusrule, RULES the Prometheus rules file
+                             (deploy/prometheus/rules/tessera.yml), CORE overlays/coordinator
+                             rendered without it. One monitoring.coreos.com/v1 PrometheusRule in
+                             the coordinator's namespace whose spec.groups equal RULES' groups
+                             (as data), nothing else added; then proves a changed copy fails.
   split-crds FILE OUT        writes FILE's objects except monitoring.coreos.com ones to OUT.
   add-to-kustomization FILE (component PATH | patch PATH | image NAME NEWNAME NEWTAG)
                              edits a (copied) kustomization.yaml, as docs/KUBERNETES.md tells
@@ -939,6 +946,80 @@ def monitors(d: Path) -> int:
     return 1 if ck.failures else 0
 
 
+# ---------------------------------------------------------------------------- PrometheusRule
+
+def first_difference(a, b, path: str = "groups") -> str | None:
+    """Where two parsed YAML documents first differ (None if equal), for the failure message."""
+    if type(a) is not type(b):
+        return f"{path}: {a!r} here, {b!r} in the rules file"
+    if isinstance(a, dict):
+        for k in list(a) + [k for k in b if k not in a]:
+            if k not in a or k not in b:
+                return f"{path}.{k}: only in {'the rules file' if k in b else 'the PrometheusRule'}"
+            d = first_difference(a[k], b[k], f"{path}.{k}")
+            if d:
+                return d
+        return None
+    if isinstance(a, list):
+        for i, (x, y) in enumerate(zip(a, b)):
+            name = (x.get("name") or x.get("alert") or x.get("record")) if isinstance(x, dict) else None
+            d = first_difference(x, y, f"{path}[{i}{' ' + name if name else ''}]")
+            if d:
+                return d
+        if len(a) != len(b):
+            return f"{path}: {len(a)} entries here, {len(b)} in the rules file"
+        return None
+    return None if a == b else f"{path}: {a!r} here, {b!r} in the rules file"
+
+
+def prometheus_rule(rendered: Path, rules_file: Path, core: Path) -> int:
+    """The PrometheusRule component carries exactly the rules of the Prometheus rules file."""
+    ck = Checker()
+    objs = load_file(rendered)
+    ns = NAMESPACE["coordinator"]
+    w = "coordinator+prometheusrule"
+    crs = [o for o in objs if str(o.get("apiVersion", "")).startswith("monitoring.coreos.com/")]
+    ck.check(len(crs) == 1 and crs[0].get("kind") == "PrometheusRule"
+             and crs[0].get("apiVersion") == "monitoring.coreos.com/v1",
+             "rule.present", w, "one monitoring.coreos.com/v1 PrometheusRule")
+    key = lambda o: (o.get("kind"), name_of(o), yaml.safe_dump(o, sort_keys=True))  # noqa: E731
+    rest = sorted((key(o) for o in objs if o not in crs), key=str)
+    ck.check(rest == sorted((key(o) for o in load_file(core)), key=str), "rule.only", w,
+             "the component adds the PrometheusRule and changes nothing else in overlays/coordinator")
+    want = (yaml.safe_load(rules_file.read_text()) or {}).get("groups")
+    ck.check(isinstance(want, list) and bool(want), "rule.source", str(rules_file), "has a non-empty groups list")
+    if len(crs) != 1 or not isinstance(want, list):
+        print(f"prometheusrule: {ck.passed} assertions passed, {len(ck.failures)} failed")
+        return 1
+    r = crs[0]
+    w = f"{w}/{name_of(r)}"
+    ck.check((r.get("metadata") or {}).get("namespace") == ns, "rule.namespace", w, f"namespace is {ns}")
+    spec = r.get("spec") or {}
+    ck.check(set(spec) == {"groups"}, "rule.shape", w, f"spec holds groups only ({sorted(spec)})")
+    got = spec.get("groups")
+    diff = first_difference(got, want)
+    n = sum(len(g.get("rules") or []) for g in want if isinstance(g, dict))
+    ck.check(diff is None, "rule.groups", w,
+             f"spec.groups equal the groups of {rules_file} as data ({len(want)} groups, {n} rules)"
+             + (f"; first difference: {diff}" if diff else ""))
+    # The comparison can fail: a changed threshold, a dropped rule, an added label.
+    broken = []
+    for what, mutate in [
+        ("a `for` changed", lambda g: g[0]["rules"][0].update({"for": "1h"})),
+        ("the last rule dropped", lambda g: g[-1]["rules"].pop()),
+        ("a label added", lambda g: g[0]["rules"][0].setdefault("labels", {}).update({"team": "x"})),
+    ]:
+        g = copy.deepcopy(want)
+        mutate(g)
+        if first_difference(g, want) is None:
+            broken.append(what)
+    ck.check(not broken, "rule.groups", "self-test",
+             "a copy with a `for` changed, a rule dropped or a label added is found different"
+             + (f" (NOT found: {', '.join(broken)})" if broken else ""))
+    print(f"prometheusrule: {ck.passed} assertions passed, {len(ck.failures)} failed")
+    return 1 if ck.failures else 0
+
+
 # ---------------------------------------------------------------------------- examples
 
 SPIFFE = re.compile(r"spiffe://([a-z0-9.-]+)/(coordinator|party/([a-z0-9]([a-z0-9-]*[a-z0-9])?))")
@@ -1207,6 +1288,8 @@ def main(argv: list[str]) -> int:
         return self_test(load_dir(Path(args[0])))
     if cmd == "monitors" and len(args) == 1:
         return monitors(Path(args[0]))
+    if cmd == "prometheusrule" and len(args) == 3:
+        return prometheus_rule(Path(args[0]), Path(args[1]), Path(args[2]))
     if cmd == "split-crds" and len(args) == 2:
         return split_crds(Path(args[0]), Path(args[1]))
     if cmd == "add-to-kustomization" and len(args) >= 3:

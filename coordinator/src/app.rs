@@ -186,7 +186,13 @@ impl Coordinator {
         let quic_addr = listener.local_addr()?;
         let registry = Registry::new(config.transport.clone(), metrics.clone());
         for (party, handler) in local.iter().flat_map(InMemory::handlers) {
-            registry.insert(party.clone(), Link::in_memory(handler.clone()), None, None, 0);
+            registry.insert(
+                party.clone(),
+                Link::in_memory(handler.clone()),
+                Vec::new(),
+                None,
+                0,
+            );
         }
         let serving = Serving::new(
             registry,
@@ -249,6 +255,7 @@ impl Coordinator {
             monitor: Arc::new(crate::monitor::Monitor::new(metrics.clone())),
             sessions: Arc::new(crate::auth::session::Sessions::default()),
             model_dir: config.model_dir.clone(),
+            lifecycle: Arc::new(tokio::sync::Mutex::new(())),
         };
         let metrics_task = metrics_listener.map(|l| {
             serve_http(

@@ -92,6 +92,9 @@ pub struct Manifest {
     pub metrics: TrainingMetrics,
     /// Hyperparameters used.
     pub training: TrainingConfig,
+    /// The Tessera release that trained it (empty for models trained before it was recorded).
+    #[serde(default)]
+    pub code_version: String,
 }
 
 /// Errors reading or writing artifacts.
@@ -152,6 +155,18 @@ pub fn save(dir: &Path, manifest: &Manifest, top: &TopModel) -> Result<(), Artif
     .map_err(|e| ArtifactError::Format(mdir.clone(), e.to_string()))?;
     write_atomic(&mdir.join("top.bin"), &bytes)?;
     write_atomic(&dir.join("CURRENT"), manifest.model_id.as_bytes())
+}
+
+/// Points `CURRENT` at saved model `model_id` (what a restart, and every replica watching
+/// the directory, serves).
+///
+/// # Errors
+/// [`ArtifactError`] on an invalid id or IO failure.
+pub fn set_current(dir: &Path, model_id: &str) -> Result<(), ArtifactError> {
+    if !valid_model_id(model_id) {
+        return Err(ArtifactError::InvalidId(model_id.to_string()));
+    }
+    write_atomic(&dir.join("CURRENT"), model_id.as_bytes())
 }
 
 /// The newest model id recorded in `dir/CURRENT`.
@@ -277,6 +292,7 @@ mod tests {
                 score_reference: Default::default(),
             },
             training: TrainingConfig::default(),
+            code_version: "test".into(),
         }
     }
 

@@ -9,6 +9,7 @@
 //! - [`train`]: the split-NN training driver.
 //! - [`artifact`]: top model and manifest files.
 //! - [`report`]: `metrics.json` and `report.svg` (ROC, calibration, score distribution) per model.
+//! - [`models`]: the saved models, the activation log and model cards.
 //! - [`serving`]: the active model, loading it onto parties, and scoring one customer.
 //! - [`auth`]: who calls the HTTP API: bearer API keys, scopes, per-client rate limits; UI
 //!   sessions opened with a key.
@@ -27,6 +28,7 @@ pub mod federation;
 pub mod http;
 pub mod listener;
 pub mod metrics;
+pub mod models;
 pub mod monitor;
 pub mod registry;
 pub mod report;

@@ -155,14 +155,14 @@ pub async fn run(listener: Listener, serving: Arc<Serving>, mut shutdown: Shutdo
             info!(party = %party, %remote, serial = cert.as_ref().map(|c| c.serial.as_str()).unwrap_or("?"), "party connected");
             // Load the model before the connection becomes current, so that a party reconnecting
             // (e.g. after rotating its certificate) never appears without the model.
-            let model = match serving.load_on_link(&party, &link).await {
+            let models = match serving.load_on_link(&party, &link).await {
                 Ok(m) => m,
                 Err(e) => {
                     warn!(party = %party, error = %e, "party could not load the active model");
-                    None
+                    Vec::new()
                 }
             };
-            if !serving.registry().insert(party.clone(), link.clone(), model, cert, instance) {
+            if !serving.registry().insert(party.clone(), link.clone(), models, cert, instance) {
                 warn!(party = %party, %remote, "refused a second live connection for this party (another process holds it)");
                 return;
             }

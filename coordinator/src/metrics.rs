@@ -46,7 +46,7 @@ pub struct Metrics {
     /// ([`tessera_common::transport::TransportError::refusal_label`]).
     pub handshake_refusals: IntCounterVec,
     /// Time to answer a scoring request, by endpoint (`score`, `batch`, `ui`) and outcome
-    /// (`ok`, `degraded`, `not_found`, `unavailable`, `error`).
+    /// (`ok`, `degraded`, `not_found`, `unavailable`; an answered batch is `ok`).
     pub score_latency: HistogramVec,
     /// Degraded answers by the party that was missing (an answer missing two counts twice).
     pub degraded: IntCounterVec,
@@ -63,6 +63,15 @@ pub struct Metrics {
     pub training_epochs: IntCounter,
     /// Connections a party made current, by party (each one after the first is a reconnect).
     pub party_connections: IntCounterVec,
+    /// Customers scored by both the active and the shadow model, by whether the band agreed
+    /// (`same`, `different`).
+    pub shadow_compared: IntCounterVec,
+    /// Shadow score minus active score, points.
+    pub shadow_shift: prometheus::Histogram,
+    /// Population stability index of the shadow's scores against the active's (NaN without).
+    pub shadow_psi: Gauge,
+    /// Batches the shadow skipped because it was busy.
+    pub shadow_skipped: IntCounter,
 }
 
 impl Metrics {
@@ -199,6 +208,35 @@ impl Metrics {
             &["party"],
         )?;
         registry.register(Box::new(party_connections.clone()))?;
+        let shadow_compared = IntCounterVec::new(
+            Opts::new(
+                "tessera_shadow_comparisons_total",
+                "Customers scored by both the active and the shadow model, by whether the band agreed",
+            ),
+            &["band"],
+        )?;
+        registry.register(Box::new(shadow_compared.clone()))?;
+        let shadow_shift = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "tessera_shadow_score_shift",
+                "Shadow score minus active score, points",
+            )
+            .buckets(vec![
+                -100.0, -50.0, -25.0, -10.0, -5.0, 0.0, 5.0, 10.0, 25.0, 50.0, 100.0,
+            ]),
+        )?;
+        registry.register(Box::new(shadow_shift.clone()))?;
+        let shadow_psi = Gauge::new(
+            "tessera_shadow_psi",
+            "Population stability index of the shadow model's scores against the active model's (NaN without a shadow)",
+        )?;
+        shadow_psi.set(f64::NAN);
+        registry.register(Box::new(shadow_psi.clone()))?;
+        let shadow_skipped = IntCounter::new(
+            "tessera_shadow_skipped_total",
+            "Batches the shadow model skipped because it was busy",
+        )?;
+        registry.register(Box::new(shadow_skipped.clone()))?;
         tessera_common::metrics::register_process_and_build(&registry, "coordinator")?;
         for c in [&audit_dropped, &audit_written, &audit_write_failures] {
             registry.register(Box::new(c.clone()))?;
@@ -237,6 +275,10 @@ impl Metrics {
             training_step,
             training_epochs,
             party_connections,
+            shadow_compared,
+            shadow_shift,
+            shadow_psi,
+            shadow_skipped,
         })
     }
 

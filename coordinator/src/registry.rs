@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tessera_common::config::TransportSettings;
 use tessera_common::protocol::fanout::{Failure, Fanout, Outcome};
 use tessera_common::transport::{self, CertInfo, CloseReason, Link};
-use tessera_common::wire::{PartyId, Request, Response};
+use tessera_common::wire::{MAX_LOADED_MODELS, PartyId, Request, Response};
 use tokio::task::JoinSet;
 
 use crate::metrics::Metrics;
@@ -24,8 +24,9 @@ fn unix_ms() -> i64 {
 #[derive(Clone)]
 struct Member {
     link: Link,
-    /// The model this party has loaded for scoring, as far as the coordinator knows.
-    model: Option<String>,
+    /// The models this party has loaded for scoring, most recently loaded first, as far as the
+    /// coordinator knows (the party keeps the same [`MAX_LOADED_MODELS`]).
+    models: Vec<String>,
     /// Whether the last request to this party timed out (cleared by the next answer).
     unresponsive: bool,
     /// The party's certificate on this connection.
@@ -39,8 +40,8 @@ struct Member {
 /// A connected party as the UI shows it.
 #[derive(Clone, Debug)]
 pub struct MemberView {
-    /// The model it has loaded.
-    pub model: Option<String>,
+    /// The models it has loaded, most recently loaded first.
+    pub models: Vec<String>,
     /// Whether its last request timed out.
     pub unresponsive: bool,
     /// The transport's round-trip estimate.
@@ -121,13 +122,13 @@ impl Registry {
         &self,
         party: PartyId,
         link: Link,
-        model: Option<String>,
+        models: Vec<String>,
         cert: Option<CertInfo>,
         instance: u64,
     ) -> bool {
         let member = Member {
             link,
-            model,
+            models,
             unresponsive: false,
             cert,
             instance,
@@ -224,13 +225,25 @@ impl Registry {
         }
     }
 
-    /// Records that `party`'s connection `link` has `model` loaded.
-    pub fn set_model(&self, party: &PartyId, link: &Link, model: Option<String>) {
+    /// Records that `party`'s connection `link` loaded `model` (the party then drops its least
+    /// recently loaded model beyond [`MAX_LOADED_MODELS`], and so does this record).
+    pub fn loaded(&self, party: &PartyId, link: &Link, model: &str) {
         if let Ok(mut m) = self.links.write()
             && let Some(member) = m.get_mut(party)
             && member.link.id() == link.id()
         {
-            member.model = model;
+            member.models.retain(|id| id != model);
+            member.models.insert(0, model.to_string());
+            member.models.truncate(MAX_LOADED_MODELS);
+        }
+    }
+
+    /// Records that `party` no longer has `model` loaded (it answered so: it restarted).
+    pub fn unloaded(&self, party: &PartyId, model: &str) {
+        if let Ok(mut m) = self.links.write()
+            && let Some(member) = m.get_mut(party)
+        {
+            member.models.retain(|id| id != model);
         }
     }
 
@@ -258,7 +271,7 @@ impl Registry {
         let member = m.get(party)?;
         let last = member.last_answer_ms.load(Ordering::Relaxed);
         Some(MemberView {
-            model: member.model.clone(),
+            models: member.models.clone(),
             unresponsive: member.unresponsive,
             rtt: member.link.rtt(),
             last_answer_ms: (last > 0).then_some(last),
@@ -289,12 +302,21 @@ impl Registry {
         self.links.read().is_ok_and(|m| m.contains_key(party))
     }
 
-    /// The model the party has loaded, if connected and loaded.
-    pub fn model_of(&self, party: &PartyId) -> Option<String> {
+    /// Whether the party is connected with `model` loaded.
+    pub fn has_model(&self, party: &PartyId, model: &str) -> bool {
+        self.links.read().is_ok_and(|m| {
+            m.get(party)
+                .is_some_and(|l| l.models.iter().any(|id| id == model))
+        })
+    }
+
+    /// The models the party has loaded, most recently loaded first (empty if not connected).
+    pub fn models_of(&self, party: &PartyId) -> Vec<String> {
         self.links
             .read()
             .ok()
-            .and_then(|m| m.get(party).and_then(|l| l.model.clone()))
+            .and_then(|m| m.get(party).map(|l| l.models.clone()))
+            .unwrap_or_default()
     }
 
     /// The party's current connection.

@@ -147,6 +147,7 @@ async fn the_party_refuses_what_its_policy_forbids() {
     ));
     let id = data.ids()[0].clone();
     let explain = || Request::Explain {
+        model_id: "m".into(),
         ids: vec![id.clone()],
         grads: Matrix {
             rows: 1,
@@ -159,6 +160,7 @@ async fn the_party_refuses_what_its_policy_forbids() {
         ask(
             &link,
             Request::Embed {
+                model_id: "m".into(),
                 ids: vec![id.clone()]
             }
         )

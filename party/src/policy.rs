@@ -69,26 +69,29 @@ pub const EXPLAIN_WINDOW: Duration = Duration::from_secs(30);
 pub const EXPLAIN_MEMORY: usize = 200_000;
 
 /// The customers embedded moments ago, by model: `Explain` is answered only for them, at most
-/// once per embedding, and only for the model that embedded them. Bounded in time and size.
+/// once per embedding, and only for the model that embedded them (several models may be
+/// loaded: the active one and a shadow). Bounded in time and size.
 #[derive(Debug, Default)]
 pub struct ExplainAllowance {
-    model: String,
+    /// (when, model and customer) in the order embedded.
     order: VecDeque<(Instant, String)>,
+    /// Explanations left per model and customer.
     left: HashMap<String, u32>,
+}
+
+/// The allowance's key of a customer embedded with a model (a model id has no NUL).
+fn key(model: &str, id: &str) -> String {
+    format!("{model}\u{0}{id}")
 }
 
 impl ExplainAllowance {
     /// Records that `ids` were embedded with `model` at `now`.
     pub fn embedded(&mut self, model: &str, ids: &[String], now: Instant) {
-        if self.model != model {
-            self.model = model.to_string();
-            self.order.clear();
-            self.left.clear();
-        }
         self.expire(now);
         for id in ids {
-            self.order.push_back((now, id.clone()));
-            *self.left.entry(id.clone()).or_default() += 1;
+            let k = key(model, id);
+            *self.left.entry(k.clone()).or_default() += 1;
+            self.order.push_back((now, k));
         }
         while self.order.len() > EXPLAIN_MEMORY {
             self.pop_front();
@@ -101,22 +104,19 @@ impl ExplainAllowance {
     /// A message for the refusal if any id was not embedded with this model within
     /// [`EXPLAIN_WINDOW`] as many times as it is asked for; nothing is taken then.
     pub fn take(&mut self, model: &str, ids: &[String], now: Instant) -> Result<(), &'static str> {
-        if self.model != model {
-            return Err(REFUSAL);
-        }
         self.expire(now);
-        let mut want: HashMap<&str, u32> = HashMap::new();
+        let mut want: HashMap<String, u32> = HashMap::new();
         for id in ids {
-            *want.entry(id.as_str()).or_default() += 1;
+            *want.entry(key(model, id)).or_default() += 1;
         }
         if want
             .iter()
-            .any(|(id, n)| self.left.get(*id).copied().unwrap_or(0) < *n)
+            .any(|(k, n)| self.left.get(k).copied().unwrap_or(0) < *n)
         {
             return Err(REFUSAL);
         }
-        for (id, n) in want {
-            if let Some(l) = self.left.get_mut(id) {
+        for (k, n) in want {
+            if let Some(l) = self.left.get_mut(&k) {
                 *l -= n;
             }
         }
@@ -169,6 +169,12 @@ mod tests {
         a.embedded("m", &ids(&["c1"]), t0);
         let late = t0 + EXPLAIN_WINDOW + Duration::from_secs(1);
         assert!(a.take("m", &ids(&["c1"]), late).is_err(), "too late");
+        // Two models loaded at once (active and shadow): each keeps its own allowance.
+        a.embedded("m", &ids(&["c5"]), t0);
+        a.embedded("shadow", &ids(&["c5"]), t0);
+        assert!(a.take("m", &ids(&["c5"]), t0).is_ok());
+        assert!(a.take("shadow", &ids(&["c5"]), t0).is_ok());
+        assert!(a.take("m", &ids(&["c5"]), t0).is_err());
     }
 
     #[test]

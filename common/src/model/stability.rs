@@ -90,6 +90,26 @@ impl Reference {
     }
 }
 
+/// The population stability index of `actual` against `expected`, both given as counts over
+/// the same bins; `None` if the lengths differ or either is all zeros.
+pub fn psi_counts(expected: &[u64], actual: &[u64]) -> Option<f64> {
+    let (te, ta): (u64, u64) = (expected.iter().sum(), actual.iter().sum());
+    if expected.len() != actual.len() || te == 0 || ta == 0 {
+        return None;
+    }
+    Some(
+        expected
+            .iter()
+            .zip(actual)
+            .map(|(&e, &a)| {
+                let e = (e as f64 / te as f64).max(FLOOR);
+                let a = (a as f64 / ta as f64).max(FLOOR);
+                (a - e) * (a / e).ln()
+            })
+            .sum(),
+    )
+}
+
 fn bin_of(cuts: &[f64], v: f64) -> usize {
     cuts.partition_point(|&c| c < v)
 }
@@ -156,6 +176,14 @@ mod tests {
         assert_eq!(r.psi(&[1; 3]), None);
         assert!(Reference::default().is_empty());
         assert_eq!(Reference::default().psi(&[]), None);
+    }
+
+    #[test]
+    fn psi_of_counts() {
+        assert_eq!(psi_counts(&[5, 5], &[50, 50]), Some(0.0));
+        assert!(psi_counts(&[90, 10], &[10, 90]).unwrap() > SHIFTED_FROM);
+        assert_eq!(psi_counts(&[1, 2], &[1]), None);
+        assert_eq!(psi_counts(&[0, 0], &[1, 1]), None);
     }
 
     #[test]

@@ -197,13 +197,18 @@ pub enum Request {
         /// Model id.
         model_id: String,
     },
-    /// Load model `model_id` from the party's model directory for scoring.
+    /// Load model `model_id` from the party's model directory for scoring. A party keeps up
+    /// to [`MAX_LOADED_MODELS`] models loaded; loading another drops the least recently loaded.
     Load {
         /// Model id.
         model_id: String,
     },
-    /// Scoring: embeddings of the loaded model for these customers.
+    /// Scoring: embeddings of loaded model `model_id` for these customers (a model that is not
+    /// loaded is refused with [`ErrorCode::NoModel`], never replaced by another: no answer
+    /// mixes two models' parts).
     Embed {
+        /// The model to embed with.
+        model_id: String,
         /// Customer ids (at most [`super::bounded::MAX_IDS`]).
         #[serde(deserialize_with = "super::bounded::vec::<_, String, { super::bounded::MAX_IDS }>")]
         ids: Vec<String>,
@@ -212,6 +217,8 @@ pub enum Request {
     /// of the final logit with respect to this party's embedding; the party attributes it to
     /// its own features and answers with codes from its reason dictionary only.
     Explain {
+        /// The model whose embedding the gradients are for.
+        model_id: String,
         /// Customer ids (at most [`super::bounded::MAX_IDS`]).
         #[serde(deserialize_with = "super::bounded::vec::<_, String, { super::bounded::MAX_IDS }>")]
         ids: Vec<String>,

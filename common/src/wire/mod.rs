@@ -31,7 +31,12 @@ pub use messages::*;
 pub use tessera_certs::PartyId;
 
 /// Version of the wire protocol. A peer speaking another version is refused at the handshake.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 4: `Embed` and `Explain` name the model; parties keep several models loaded.
+pub const PROTOCOL_VERSION: u16 = 4;
+
+/// Models a party keeps loaded for scoring at once: the active one, the one before it (an
+/// instant rollback), a shadow, and one being activated.
+pub const MAX_LOADED_MODELS: usize = 4;
 
 /// Longest customer id accepted anywhere, in characters (so at most 512 bytes of UTF-8).
 pub const MAX_ID_LEN: usize = 128;

@@ -103,8 +103,12 @@ fn request() -> impl Strategy<Value = Request> {
         any::<u64>().prop_map(|session| Request::Restore { session }),
         (any::<u64>(), "[a-z0-9-]{0,12}").prop_map(|(session, model_id)| Request::Save { session, model_id }),
         "[a-z0-9-]{0,12}".prop_map(|model_id| Request::Load { model_id }),
-        ids().prop_map(|ids| Request::Embed { ids }),
-        (ids(), matrix()).prop_map(|(ids, grads)| Request::Explain { ids, grads }),
+        ("[a-z0-9-]{0,12}", ids()).prop_map(|(model_id, ids)| Request::Embed { model_id, ids }),
+        ("[a-z0-9-]{0,12}", ids(), matrix()).prop_map(|(model_id, ids, grads)| Request::Explain {
+            model_id,
+            ids,
+            grads
+        }),
     ]
 }
 
@@ -230,6 +234,7 @@ fn oversized_frames_are_refused_before_reading_the_payload() {
     ));
     // And the writer refuses to produce what the reader would refuse.
     let big = Message::Request(Request::Embed {
+        model_id: "m".into(),
         ids: vec!["x".repeat(200)],
     });
     assert!(matches!(encode(&big, &limits), Err(FrameError::TooLarge { .. })));
@@ -362,6 +367,7 @@ fn lists_that_grow_in_memory_are_capped_per_field() {
     let limits = FrameLimits::default();
     // At the cap: decoded.
     let at_cap = Message::Request(Request::Embed {
+        model_id: "m".into(),
         ids: vec![String::new(); MAX_IDS],
     });
     let bytes = encode(&at_cap, &limits).unwrap();
@@ -369,9 +375,11 @@ fn lists_that_grow_in_memory_are_capped_per_field() {
     // One over, in every capped field: refused, saying the cap.
     let over = [
         Message::Request(Request::Embed {
+            model_id: "m".into(),
             ids: vec![String::new(); MAX_IDS + 1],
         }),
         Message::Request(Request::Explain {
+            model_id: "m".into(),
             ids: vec![String::new(); MAX_IDS + 1],
             grads: Matrix::zeros(0, 0),
         }),
@@ -405,6 +413,7 @@ fn a_declared_list_over_its_cap_is_refused_before_any_element_is_read() {
     // Embed declaring MAX_IDS + 1 ids and carrying none: refused for the length itself, not
     // for running out of bytes (which is what reading the elements would end in).
     let mut payload = vec![14u8]; // variant index of Embed
+    payload.extend_from_slice(&[1, b'm']); // model_id "m"
     payload.push(252); // bincode varint: a u32 follows
     payload.extend_from_slice(&((super::bounded::MAX_IDS + 1) as u32).to_le_bytes());
     let mut frame = vec![Kind::Request as u8];

@@ -6,11 +6,13 @@
 //! which also opens the span that covers the whole request, scoring included.
 //!
 //! Layout: [`types`] (JSON bodies), [`error`] (JSON errors and their codes), `score` (the
-//! scoring routes), `ops` (decisions, model, health, metrics, OpenAPI), `ui` (the web UI's
+//! scoring routes), `ops` (decisions, model, health, metrics, OpenAPI), `models` (the model
+//! lifecycle: list, activate, roll back, shadow, cards, activation log), `ui` (the web UI's
 //! sign-in and pages).
 
 pub mod error;
 mod guard;
+pub mod models;
 mod ops;
 mod score;
 pub mod server;
@@ -61,6 +63,8 @@ pub struct AppState {
     pub sessions: Arc<crate::auth::session::Sessions>,
     /// Where models are saved (the model page shows the training report from there).
     pub model_dir: std::path::PathBuf,
+    /// Serialises model lifecycle actions (activate, rollback, shadow).
+    pub lifecycle: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The id of the request being answered, set by [`request_context`] for every request.
@@ -79,7 +83,22 @@ fn new_request_id() -> String {
         description = "Real-time vertical federated credit scoring: calibrated probability of default, 300–850 score, band, 90% interval and reason codes. Every error is `{\"error\": {\"code\", \"message\", \"request_id\"}}`.",
         license(name = "Apache-2.0")
     ),
-    paths(score, score_batch, decision, model, healthz, readyz, metrics),
+    paths(
+        score,
+        score_batch,
+        decision,
+        model,
+        models::list,
+        models::activate,
+        models::rollback,
+        models::set_shadow,
+        models::clear_shadow,
+        models::card,
+        models::activations,
+        healthz,
+        readyz,
+        metrics
+    ),
     modifiers(&BearerScheme),
     components(schemas(
         ScoreRequest,
@@ -93,7 +112,15 @@ fn new_request_id() -> String {
         ReasonOut,
         IntervalOut,
         Decision,
-        Health
+        Health,
+        models::ModelsBody,
+        models::LifecycleBody,
+        crate::models::ModelSummary,
+        crate::models::Activation,
+        crate::models::Action,
+        crate::models::Card,
+        crate::models::CardParty,
+        crate::serving::shadow::Report
     ))
 )]
 pub struct ApiDoc;
@@ -147,6 +174,34 @@ pub fn router(state: AppState, http: &HttpSettings, metrics_here: bool) -> Route
             get(decision).route_layer(guard(Some(Scope::Decisions), 1)),
         )
         .route("/v1/model", get(model).route_layer(guard(None, 1)))
+        .route(
+            "/v1/models",
+            get(models::list).route_layer(guard(Some(Scope::Admin), 1)),
+        )
+        .route(
+            "/v1/models/activations",
+            get(models::activations).route_layer(guard(Some(Scope::Admin), 1)),
+        )
+        .route(
+            "/v1/models/rollback",
+            post(models::rollback).route_layer(guard(Some(Scope::Admin), 1)),
+        )
+        .route(
+            "/v1/models/shadow",
+            axum::routing::delete(models::clear_shadow).route_layer(guard(Some(Scope::Admin), 1)),
+        )
+        .route(
+            "/v1/models/{model_id}/activate",
+            post(models::activate).route_layer(guard(Some(Scope::Admin), 1)),
+        )
+        .route(
+            "/v1/models/{model_id}/shadow",
+            axum::routing::put(models::set_shadow).route_layer(guard(Some(Scope::Admin), 1)),
+        )
+        .route(
+            "/v1/models/{model_id}/card",
+            get(models::card).route_layer(guard(Some(Scope::Admin), 1)),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     if metrics_here {

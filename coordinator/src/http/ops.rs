@@ -71,7 +71,8 @@ pub(super) async fn decision(
     }
 }
 
-/// The active model's manifest: parties, layers, training figures.
+/// The active model's manifest: parties, layers, training figures; with a shadow model set,
+/// also `shadow`: how it compares with the active one (agreement, score shift, PSI).
 #[utoipa::path(
     get,
     path = "/v1/model",
@@ -89,7 +90,13 @@ pub(super) async fn model(
     Extension(RequestId(request_id)): Extension<RequestId>,
 ) -> Result<Response, ApiError> {
     match state.serving.active() {
-        Some(m) => Ok(axum::Json(&m.manifest).into_response()),
+        Some(m) => {
+            let mut body = serde_json::to_value(&m.manifest).unwrap_or_default();
+            if let (Some(obj), Some(shadow)) = (body.as_object_mut(), state.serving.shadow_report()) {
+                obj.insert("shadow".into(), serde_json::to_value(shadow).unwrap_or_default());
+            }
+            Ok(axum::Json(body).into_response())
+        }
         None => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "model_not_loaded",

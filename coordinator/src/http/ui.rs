@@ -543,6 +543,7 @@ async fn federation_page(
     let now_ms = now.saturating_mul(1000);
     let days = |not_after: i64| (not_after - now) as f64 / 86_400.0;
     let registry = state.serving.registry();
+    let active = state.serving.active().map(|m| m.manifest.model_id.clone());
     let banks = state
         .serving
         .parties()
@@ -554,7 +555,10 @@ async fn federation_page(
                 unresponsive: m.unresponsive,
                 rtt_ms: m.rtt.map(|d| d.as_secs_f64() * 1e3),
                 last_answer_secs: m.last_answer_ms.map(|t| (now_ms - t).max(0) / 1000),
-                model: m.model,
+                model: match &active {
+                    Some(a) if m.models.contains(a) => Some(a.clone()),
+                    _ => m.models.first().cloned(),
+                },
                 cert_days_left: m.cert.map(|c| days(c.not_after)),
             },
             None => pages::BankView {

@@ -184,7 +184,10 @@ pub async fn score_batch<F: Federation>(
 ) -> Vec<Result<Scored, ItemError>> {
     let entries = &ctx.manifest.parties;
     // 1. Embeddings.
+    // Every request names the model: a party answers with this model's parts or refuses.
+    let model_id = &ctx.manifest.model_id;
     let answers = chunked(fed, ready, ids, ctx.timeout, ctx.trace, |_, r| Request::Embed {
+        model_id: model_id.clone(),
         ids: ids[r].to_vec(),
     })
     .await;
@@ -215,6 +218,7 @@ pub async fn score_batch<F: Federation>(
             let p = index.get(party).copied().unwrap_or(0);
             let g = pass.grads[p].select(ndarray::Axis(0), &wanted[r.clone()]);
             Request::Explain {
+                model_id: model_id.clone(),
                 ids: row_ids[r].to_vec(),
                 grads: Matrix::from_array(&g),
             }

@@ -1,11 +1,11 @@
-//! Loading the active model onto a party's connection and checking its answer against the
-//! manifest.
+//! Loading a model (the active one, a shadow, one about to be activated) onto a party's
+//! connection and checking its answer against the manifest.
 
 use tessera_common::transport::Link;
 use tessera_common::wire::{ErrorCode, PartyId, Request, Response};
 use tracing::info;
 
-use super::Serving;
+use super::{ActiveModel, Serving};
 use crate::registry::CallError;
 
 /// Why a party could not load the active model.
@@ -50,31 +50,54 @@ pub enum LoadError {
 }
 
 impl Serving {
-    /// Asks the party's current connection to load the active model.
+    /// Asks the party's current connection to load `model`, and records it as loaded there.
     ///
     /// # Errors
     /// [`LoadError`] if the party is not connected, lacks the model, or its model does not
     /// match the manifest.
-    pub async fn load_on_party(&self, party: &PartyId) -> Result<(), LoadError> {
+    pub async fn load_on_party(&self, party: &PartyId, model: &ActiveModel) -> Result<(), LoadError> {
         let link = self.registry.connection(party).ok_or(LoadError::NotConnected)?;
-        let model = self.load_on_link(party, &link).await?;
-        self.registry.set_model(party, &link, model);
+        self.load_model_on_link(party, &link, model).await?;
+        self.registry.loaded(party, &link, &model.manifest.model_id);
         Ok(())
     }
 
-    /// Asks the party on `link` (its current connection, or one about to become current) to
-    /// load the active model, and checks its answer against the manifest. Records the
-    /// party's reason dictionary.
+    /// Asks the party on `link` (a connection about to become current) to load the active
+    /// model and the shadow, if any.
     ///
     /// # Returns
-    /// The model id loaded (`None` when no model is active).
+    /// The models loaded, the active one first (empty when no model is active).
+    ///
+    /// # Errors
+    /// [`LoadError`] if the party cannot load the active model (a shadow that fails is only
+    /// logged).
+    pub async fn load_on_link(&self, party: &PartyId, link: &Link) -> Result<Vec<String>, LoadError> {
+        let Some(active) = self.active() else {
+            return Ok(Vec::new());
+        };
+        self.load_model_on_link(party, link, &active).await?;
+        let mut loaded = vec![active.manifest.model_id.clone()];
+        if let Some(shadow) = self.shadow() {
+            match self.load_model_on_link(party, link, &shadow).await {
+                // Most recently loaded first: the shadow, then the active model.
+                Ok(()) => loaded.insert(0, shadow.manifest.model_id.clone()),
+                Err(e) => tracing::warn!(party = %party, error = %e, "party could not load the shadow model"),
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Asks the party on `link` to load `model` and checks its answer against the manifest.
+    /// Records the party's reason dictionary.
     ///
     /// # Errors
     /// [`LoadError`] if the party lacks the model or its model does not match.
-    pub async fn load_on_link(&self, party: &PartyId, link: &Link) -> Result<Option<String>, LoadError> {
-        let Some(model) = self.active() else {
-            return Ok(None);
-        };
+    pub async fn load_model_on_link(
+        &self,
+        party: &PartyId,
+        link: &Link,
+        model: &ActiveModel,
+    ) -> Result<(), LoadError> {
         let id = model.manifest.model_id.clone();
         let Some(entry) = model.manifest.parties.iter().find(|e| e.party_id == *party) else {
             return Err(LoadError::NoPart(id));
@@ -92,7 +115,7 @@ impl Serving {
                 if let Ok(mut d) = self.dictionaries.write() {
                     d.insert(party.clone(), reasons);
                 }
-                Ok(Some(id))
+                Ok(())
             }
             Response::Model {
                 n_features, emb_dim, ..

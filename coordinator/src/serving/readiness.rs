@@ -35,7 +35,7 @@ pub struct PartyReadiness {
     pub connected: bool,
     /// Whether its last request timed out.
     pub unresponsive: bool,
-    /// The model it has loaded.
+    /// The active model if it has it loaded, else the model it loaded last.
     pub model: Option<String>,
 }
 
@@ -55,7 +55,10 @@ impl Serving {
                 party: p.clone(),
                 connected: self.registry.is_connected(p),
                 unresponsive: self.registry.is_unresponsive(p),
-                model: self.registry.model_of(p),
+                model: match &model_version {
+                    Some(active) if self.registry.has_model(p, active) => Some(active.clone()),
+                    _ => self.registry.models_of(p).into_iter().next(),
+                },
             })
             .collect();
         let mut missing = Vec::new();

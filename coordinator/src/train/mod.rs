@@ -243,6 +243,7 @@ pub async fn train<F: Federation>(
             score_reference: Reference::from_sample(&holdout.probs, REFERENCE_BINS).unwrap_or_default(),
         },
         training: cfg.clone(),
+        code_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     Ok(Trained {
         manifest,

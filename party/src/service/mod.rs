@@ -35,7 +35,9 @@ pub struct PartyService {
     data: FeatureTable,
     model_dir: PathBuf,
     limits: PartyLimits,
-    serving: RwLock<Option<(String, Arc<BottomModel>)>>,
+    /// Models loaded for scoring, most recently loaded first (at most
+    /// [`tessera_common::wire::MAX_LOADED_MODELS`]).
+    serving: RwLock<Vec<(String, Arc<BottomModel>)>>,
     alignment: RwLock<Option<Alignment>>,
     session: Mutex<Option<Session>>,
     reasons: ReasonDictionary,
@@ -72,7 +74,7 @@ impl PartyService {
             data,
             model_dir,
             limits,
-            serving: RwLock::new(None),
+            serving: RwLock::new(Vec::new()),
             alignment: RwLock::new(None),
             session: Mutex::new(None),
             policy: TrainingPolicy::default(),
@@ -147,12 +149,17 @@ impl PartyService {
         &self.id
     }
 
-    /// The id of the model loaded for scoring, if any.
+    /// The id of the model loaded last for scoring, if any.
     pub fn serving_model(&self) -> Option<String> {
+        self.loaded_models().into_iter().next()
+    }
+
+    /// The ids of the models loaded for scoring, most recently loaded first.
+    pub fn loaded_models(&self) -> Vec<String> {
         self.serving
             .read()
-            .ok()
-            .and_then(|g| g.as_ref().map(|(id, _)| id.clone()))
+            .map(|g| g.iter().map(|(id, _)| id.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// The customer id behind `handle` in the current alignment, if this party holds it.
@@ -209,8 +216,8 @@ impl PartyService {
             Request::Restore { session } => self.restore(session),
             Request::Save { session, model_id } => self.save(session, &model_id),
             Request::Load { model_id } => self.load(&model_id),
-            Request::Embed { ids } => self.embed(&ids),
-            Request::Explain { ids, grads } => self.explain(&ids, &grads),
+            Request::Embed { model_id, ids } => self.embed(&model_id, &ids),
+            Request::Explain { model_id, ids, grads } => self.explain(&model_id, &ids, &grads),
         }
     }
     fn check_len(&self, n: usize) -> Option<Response> {
@@ -231,7 +238,7 @@ impl Handler for PartyService {
     /// Scoring a handful of customers takes tens of microseconds: less than the hand-off to
     /// the blocking pool would cost. Everything else is model math for the blocking pool.
     fn is_cheap(&self, request: &Request) -> bool {
-        matches!(request, Request::Embed { ids } | Request::Explain { ids, .. } if ids.len() <= INLINE_MAX_IDS)
+        matches!(request, Request::Embed { ids, .. } | Request::Explain { ids, .. } if ids.len() <= INLINE_MAX_IDS)
     }
 }
 

@@ -1,10 +1,11 @@
-//! Scoring requests: load a saved bottom model, embed customers by id, and explain (reason
-//! codes from the coordinator's logit gradients; only codes leave).
+//! Scoring requests: load a saved bottom model (up to [`MAX_LOADED_MODELS`] at once), embed
+//! customers by id with the model the request names, and explain (reason codes from the
+//! coordinator's logit gradients; only codes leave).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use tessera_common::wire::{ErrorCode, Matrix, Response, valid_model_id};
+use tessera_common::wire::{ErrorCode, MAX_LOADED_MODELS, Matrix, Response, valid_model_id};
 
 use super::{PartyService, error};
 use crate::bottom::BottomModel;
@@ -26,7 +27,11 @@ impl PartyService {
             Ok(m) => {
                 let (n_features, emb_dim) = (m.n_features() as u32, m.emb_dim() as u32);
                 match self.serving.write() {
-                    Ok(mut g) => *g = Some((model_id.to_string(), Arc::new(m))),
+                    Ok(mut g) => {
+                        g.retain(|(id, _)| id != model_id);
+                        g.insert(0, (model_id.to_string(), Arc::new(m)));
+                        g.truncate(MAX_LOADED_MODELS);
+                    }
                     Err(_) => return error(ErrorCode::Internal, "serving state poisoned"),
                 }
                 Response::Model {
@@ -43,22 +48,24 @@ impl PartyService {
         }
     }
 
-    fn serving_model_arc(&self) -> Result<Arc<BottomModel>, Response> {
+    /// Loaded model `model_id`, or the refusal to send.
+    fn serving_model_arc(&self, model_id: &str) -> Result<Arc<BottomModel>, Response> {
         match self.serving.read() {
             Ok(g) => g
-                .as_ref()
+                .iter()
+                .find(|(id, _)| id == model_id)
                 .map(|(_, m)| m.clone())
-                .ok_or_else(|| error(ErrorCode::NoModel, "no model loaded")),
+                .ok_or_else(|| error(ErrorCode::NoModel, "model not loaded at this party")),
             Err(_) => Err(error(ErrorCode::Internal, "serving state poisoned")),
         }
     }
 
     /// Reason codes from the logit gradients the coordinator sent. Only codes leave.
-    pub(super) fn explain(&self, ids: &[String], grads: &Matrix) -> Response {
+    pub(super) fn explain(&self, model_id: &str, ids: &[String], grads: &Matrix) -> Response {
         if let Some(r) = self.check_len(ids.len()) {
             return r;
         }
-        let model = match self.serving_model_arc() {
+        let model = match self.serving_model_arc(model_id) {
             Ok(m) => m,
             Err(e) => return e,
         };
@@ -68,9 +75,8 @@ impl PartyService {
                 "gradient matrix does not match the request",
             );
         };
-        let model_id = self.serving_model().unwrap_or_default();
         let taken = match self.explain.lock() {
-            Ok(mut a) => a.take(&model_id, ids, Instant::now()),
+            Ok(mut a) => a.take(model_id, ids, Instant::now()),
             Err(_) => return error(ErrorCode::Internal, "explain state poisoned"),
         };
         if let Err(why) = taken {
@@ -87,19 +93,18 @@ impl PartyService {
         Response::Reasons { codes }
     }
 
-    pub(super) fn embed(&self, ids: &[String]) -> Response {
+    pub(super) fn embed(&self, model_id: &str, ids: &[String]) -> Response {
         if let Some(r) = self.check_len(ids.len()) {
             return r;
         }
-        let model = match self.serving_model_arc() {
+        let model = match self.serving_model_arc(model_id) {
             Ok(m) => m,
             Err(e) => return e,
         };
         let (x, known) = self.data.gather(ids);
         let mut emb = model.embed(x.view());
-        let model_id = self.serving_model().unwrap_or_default();
         if let Ok(mut a) = self.explain.lock() {
-            a.embedded(&model_id, ids, Instant::now());
+            a.embedded(model_id, ids, Instant::now());
         }
         for (i, k) in known.iter().enumerate() {
             if !k {

@@ -4,6 +4,7 @@ use super::*;
 use ndarray::Array2;
 use tessera_common::model::Encoder;
 use tessera_common::wire::BottomSpec;
+use tessera_common::wire::MAX_LOADED_MODELS;
 use tessera_common::wire::Matrix;
 
 fn service(dir: &std::path::Path) -> PartyService {
@@ -79,8 +80,12 @@ fn explain_answers_codes_only_and_no_feature_value_appears_in_the_message() {
         data: vec![0.9, -0.4, -1.3, 0.8, 0.5, 0.5],
     };
     // The coordinator embeds before it explains (the party answers only for those).
-    s.handle(Request::Embed { ids: ids.clone() });
+    s.handle(Request::Embed {
+        model_id: "m".into(),
+        ids: ids.clone(),
+    });
     let r = s.handle(Request::Explain {
+        model_id: "m".into(),
         ids: ids.clone(),
         grads: grads.clone(),
     });
@@ -93,9 +98,13 @@ fn explain_answers_codes_only_and_no_feature_value_appears_in_the_message() {
     assert!(codes.iter().flatten().all(|c| published.contains(&c.as_str())));
     assert!(!codes[0].is_empty() || !codes[1].is_empty());
     // Stable: the same question gets the same answer.
-    s.handle(Request::Embed { ids: ids.clone() });
+    s.handle(Request::Embed {
+        model_id: "m".into(),
+        ids: ids.clone(),
+    });
     assert_eq!(
         s.handle(Request::Explain {
+            model_id: "m".into(),
             ids: ids.clone(),
             grads
         }),
@@ -123,6 +132,7 @@ fn explain_answers_codes_only_and_no_feature_value_appears_in_the_message() {
     // Malformed gradients are refused.
     assert!(matches!(
         s.handle(Request::Explain {
+            model_id: "m".into(),
             ids,
             grads: Matrix {
                 rows: 3,
@@ -389,7 +399,10 @@ fn training_round_trip_then_serving() {
     );
     // Scoring needs a loaded model.
     assert!(matches!(
-        s.handle(Request::Embed { ids: batch.clone() }),
+        s.handle(Request::Embed {
+            model_id: "m".into(),
+            ids: batch.clone()
+        }),
         Response::Error {
             code: ErrorCode::NoModel,
             ..
@@ -422,6 +435,7 @@ fn training_round_trip_then_serving() {
         }
     ));
     let r = s.handle(Request::Embed {
+        model_id: "m".into(),
         ids: ids(&["c1", "unknown"]),
     });
     let Response::Embeddings { matrix, known } = r else {
@@ -430,6 +444,57 @@ fn training_round_trip_then_serving() {
     assert_eq!(known, vec![true, false]);
     assert_eq!(&matrix.data[2..], &[0.0, 0.0]);
     assert_eq!(s.serving_model().as_deref(), Some("m"));
+
+    // Several models loaded at once; each request is answered by the model it names, and a
+    // model not loaded is refused, never replaced by another.
+    let embed = |model: &str| {
+        s.handle(Request::Embed {
+            model_id: model.into(),
+            ids: ids(&["c1"]),
+        })
+    };
+    let Response::Embeddings { matrix: with_m, .. } = embed("m") else {
+        panic!("m is loaded")
+    };
+    for i in 0..MAX_LOADED_MODELS {
+        let id = format!("copy{i}");
+        copy_model(dir.path(), "m", &id);
+        assert!(matches!(
+            s.handle(Request::Load { model_id: id }),
+            Response::Model { .. }
+        ));
+    }
+    assert_eq!(s.loaded_models().len(), MAX_LOADED_MODELS);
+    assert!(
+        matches!(
+            embed("m"),
+            Response::Error {
+                code: ErrorCode::NoModel,
+                ..
+            }
+        ),
+        "the least recently loaded model was dropped"
+    );
+    let Response::Embeddings {
+        matrix: with_copy, ..
+    } = embed("copy0")
+    else {
+        panic!("copy0 is loaded")
+    };
+    assert_eq!(with_copy, with_m, "the same weights under another id");
+    assert!(matches!(
+        embed("never-loaded"),
+        Response::Error {
+            code: ErrorCode::NoModel,
+            ..
+        }
+    ));
+}
+
+/// Saves model `from`'s bottom model again as model `to`.
+fn copy_model(dir: &std::path::Path, from: &str, to: &str) {
+    use crate::bottom::BottomModel;
+    std::fs::copy(BottomModel::path(dir, from), BottomModel::path(dir, to)).unwrap();
 }
 
 #[test]
@@ -474,7 +539,10 @@ fn refuses_unknown_training_ids_labels_and_limits() {
     ));
     let too_many: Vec<String> = (0..100_001).map(|i| i.to_string()).collect();
     assert!(matches!(
-        s.handle(Request::Embed { ids: too_many }),
+        s.handle(Request::Embed {
+            model_id: "m".into(),
+            ids: too_many
+        }),
         Response::Error {
             code: ErrorCode::BadRequest,
             ..

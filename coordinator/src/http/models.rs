@@ -1,0 +1,479 @@
+//! The model lifecycle routes (scope `admin`): list the saved models, activate one, roll back
+//! to the previous, set or clear a shadow model, read a model card and the activation log.
+//! Switching happens without restart and atomically for every answer
+//! ([`crate::serving::Serving::switch`]); each action is logged with the client who asked
+//! ([`crate::models`]). Actions are serialised: one at a time per coordinator.
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::ApiError;
+use super::types::ErrorBody;
+use super::{AppState, RequestId};
+use crate::artifact::{self, ArtifactError};
+use crate::auth::Caller;
+use crate::models::{self, Action, Activation, Card, ModelSummary};
+use crate::serving::shadow::Report;
+use crate::serving::{ActiveModel, SwitchError};
+
+/// `GET /v1/models`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelsBody {
+    /// The active model.
+    pub active: Option<String>,
+    /// The model a rollback returns to.
+    pub previous: Option<String>,
+    /// The shadow model and how it compares with the active one.
+    pub shadow: Option<Report>,
+    /// The saved models, newest first.
+    pub models: Vec<ModelSummary>,
+}
+
+/// Answer of an activation, a rollback or a shadow change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LifecycleBody {
+    /// What was done.
+    pub action: Action,
+    /// The active model now.
+    pub active: Option<String>,
+    /// The model a rollback returns to now.
+    pub previous: Option<String>,
+    /// The shadow model now.
+    pub shadow: Option<String>,
+}
+
+fn body(state: &AppState, action: Action) -> LifecycleBody {
+    let id = |m: Option<Arc<ActiveModel>>| m.map(|m| m.manifest.model_id.clone());
+    LifecycleBody {
+        action,
+        active: id(state.serving.active()),
+        previous: id(state.serving.previous()),
+        shadow: id(state.serving.shadow()),
+    }
+}
+
+fn artifact_error(e: ArtifactError, request_id: &str) -> ApiError {
+    match e {
+        ArtifactError::NoModel(_) | ArtifactError::InvalidId(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            "no saved model with this id",
+            request_id,
+        ),
+        e @ ArtifactError::PartyMismatch { .. } => ApiError::new(
+            StatusCode::CONFLICT,
+            "model_incompatible",
+            e.to_string(),
+            request_id,
+        ),
+        e => {
+            warn!(error = %e, "reading a saved model failed");
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "model_incompatible",
+                "the saved model cannot be read",
+                request_id,
+            )
+        }
+    }
+}
+
+/// Reads saved model `id` (off the async threads: it is a file read and a decode).
+async fn load(state: &AppState, id: &str, request_id: &str) -> Result<ActiveModel, ApiError> {
+    let (dir, id, parties) = (
+        state.model_dir.clone(),
+        id.to_string(),
+        state.serving.parties().to_vec(),
+    );
+    let loaded = tokio::task::spawn_blocking(move || artifact::load(&dir, &id, &parties)).await;
+    match loaded {
+        Ok(Ok((manifest, top))) => Ok(ActiveModel { manifest, top }),
+        Ok(Err(e)) => Err(artifact_error(e, request_id)),
+        Err(_) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "loading the model failed",
+            request_id,
+        )),
+    }
+}
+
+/// Logs an action; a log that cannot be written is an error the caller sees (the action is
+/// done, its record is not).
+fn log_action(state: &AppState, entry: &Activation, request_id: &str) -> Result<(), ApiError> {
+    info!(client = %entry.client, action = ?entry.action, model = ?entry.model_id, previous = ?entry.previous, "model lifecycle");
+    models::record(&state.model_dir, entry).map_err(|e| {
+        warn!(error = %e, "the activation log cannot be written");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "activation_log_failed",
+            "done, but the activation log could not be written",
+            request_id,
+        )
+    })
+}
+
+fn switch_error(e: SwitchError, request_id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "activation_refused",
+        e.to_string(),
+        request_id,
+    )
+}
+
+/// The saved models, the active, previous and shadow models, and the shadow's comparison.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    responses(
+        (status = 200, description = "The saved models", body = ModelsBody),
+        (status = 401, description = "No or unknown API key (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "The key lacks the `admin` scope (`forbidden`)", body = ErrorBody),
+        (status = 429, description = "Over the client's rate limit (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "The model directory cannot be read (`internal`)", body = ErrorBody)
+    ),
+    tag = "model",
+    security(("api_key" = []))
+)]
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+) -> Result<Response, ApiError> {
+    let dir = state.model_dir.clone();
+    let saved = tokio::task::spawn_blocking(move || models::list(&dir))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "listing failed",
+                &request_id,
+            )
+        })?
+        .map_err(|e| {
+            warn!(error = %e, "listing the saved models failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the model directory cannot be read",
+                &request_id,
+            )
+        })?;
+    let id = |m: Option<Arc<ActiveModel>>| m.map(|m| m.manifest.model_id.clone());
+    Ok(axum::Json(ModelsBody {
+        active: id(state.serving.active()),
+        previous: id(state.serving.previous()),
+        shadow: state.serving.shadow_report(),
+        models: saved.iter().map(ModelSummary::from).collect(),
+    })
+    .into_response())
+}
+
+/// Makes a saved model the active one, without restart: every connected bank loads it first;
+/// only if at least `scoring.min_parties` did does it become active (atomically: each answer
+/// comes from one model). `CURRENT` is updated, so a restart (and every replica sharing the
+/// model directory) serves it, and the action is logged with the client.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{model_id}/activate",
+    params(("model_id" = String, Path, description = "A saved model's id")),
+    responses(
+        (status = 200, description = "Active now", body = LifecycleBody),
+        (status = 401, description = "No or unknown API key (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "The key lacks the `admin` scope (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "No such saved model (`model_not_found`)", body = ErrorBody),
+        (status = 409, description = "Trained for other parties or unreadable (`model_incompatible`), or too few banks could load it (`activation_refused`); the active model stays", body = ErrorBody),
+        (status = 429, description = "Over the client's rate limit (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Done, but not logged (`activation_log_failed`)", body = ErrorBody)
+    ),
+    tag = "model",
+    security(("api_key" = []))
+)]
+pub(super) async fn activate(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(caller): Extension<Arc<Caller>>,
+    Path(model_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let _one_at_a_time = state.lifecycle.lock().await;
+    let model = load(&state, &model_id, &request_id).await?;
+    let before = state.serving.active().map(|m| m.manifest.model_id.clone());
+    if before.as_deref() != Some(model_id.as_str()) {
+        state
+            .serving
+            .switch(model)
+            .await
+            .map_err(|e| switch_error(e, &request_id))?;
+    }
+    artifact::set_current(&state.model_dir, &model_id).map_err(|e| {
+        warn!(error = %e, "CURRENT cannot be written");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "activation_log_failed",
+            "active now, but CURRENT could not be written: a restart would serve the model before",
+            &request_id,
+        )
+    })?;
+    log_action(
+        &state,
+        &Activation::now(&caller.name, Action::Activate, Some(model_id), before),
+        &request_id,
+    )?;
+    Ok(axum::Json(body(&state, Action::Activate)).into_response())
+}
+
+/// Makes the model active before the current one active again (as an activation: every bank
+/// loads it first, atomically, logged).
+#[utoipa::path(
+    post,
+    path = "/v1/models/rollback",
+    responses(
+        (status = 200, description = "Rolled back", body = LifecycleBody),
+        (status = 401, description = "No or unknown API key (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "The key lacks the `admin` scope (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "No model was active before this one in this process (`no_previous_model`)", body = ErrorBody),
+        (status = 409, description = "Too few banks could load it (`activation_refused`); the active model stays", body = ErrorBody),
+        (status = 429, description = "Over the client's rate limit (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Done, but not logged (`activation_log_failed`)", body = ErrorBody)
+    ),
+    tag = "model",
+    security(("api_key" = []))
+)]
+pub(super) async fn rollback(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(caller): Extension<Arc<Caller>>,
+) -> Result<Response, ApiError> {
+    let _one_at_a_time = state.lifecycle.lock().await;
+    let Some(previous) = state.serving.previous() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_previous_model",
+            "no model was active before this one (since this coordinator started)",
+            &request_id,
+        ));
+    };
+    let before = state.serving.active().map(|m| m.manifest.model_id.clone());
+    let id = previous.manifest.model_id.clone();
+    state
+        .serving
+        .switch_arc(previous)
+        .await
+        .map_err(|e| switch_error(e, &request_id))?;
+    if let Err(e) = artifact::set_current(&state.model_dir, &id) {
+        warn!(error = %e, "CURRENT cannot be written");
+    }
+    log_action(
+        &state,
+        &Activation::now(&caller.name, Action::Rollback, Some(id), before),
+        &request_id,
+    )?;
+    Ok(axum::Json(body(&state, Action::Rollback)).into_response())
+}
+
+/// Sets a saved model as the shadow (challenger): it scores the customers the active model
+/// answers, after each answer, without changing any; the comparison is in `/v1/models`,
+/// `/v1/model` and the `tessera_shadow_*` metrics.
+#[utoipa::path(
+    put,
+    path = "/v1/models/{model_id}/shadow",
+    params(("model_id" = String, Path, description = "A saved model's id")),
+    responses(
+        (status = 200, description = "Shadowing now", body = LifecycleBody),
+        (status = 401, description = "No or unknown API key (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "The key lacks the `admin` scope (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "No such saved model (`model_not_found`)", body = ErrorBody),
+        (status = 409, description = "Trained for other parties or unreadable (`model_incompatible`), or it is the active model (`shadow_is_active`)", body = ErrorBody),
+        (status = 429, description = "Over the client's rate limit (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Done, but not logged (`activation_log_failed`)", body = ErrorBody)
+    ),
+    tag = "model",
+    security(("api_key" = []))
+)]
+pub(super) async fn set_shadow(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(caller): Extension<Arc<Caller>>,
+    Path(model_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let _one_at_a_time = state.lifecycle.lock().await;
+    let model = load(&state, &model_id, &request_id).await?;
+    if state
+        .serving
+        .active()
+        .is_some_and(|a| a.manifest.model_id == model_id)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "shadow_is_active",
+            "this model is the active one",
+            &request_id,
+        ));
+    }
+    let before = state.serving.shadow().map(|m| m.manifest.model_id.clone());
+    state.serving.set_shadow(Some(model)).await;
+    log_action(
+        &state,
+        &Activation::now(&caller.name, Action::Shadow, Some(model_id), before),
+        &request_id,
+    )?;
+    Ok(axum::Json(body(&state, Action::Shadow)).into_response())
+}
+
+/// Stops shadow scoring.
+#[utoipa::path(
+    delete,
+    path = "/v1/models/shadow",
+    responses(
+        (status = 200, description = "No shadow now", body = LifecycleBody),
+        (status = 401, description = "No or unknown API key (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "The key lacks the `admin` scope (`forbidden`)", body = ErrorBody),
+        (status = 429, description = "Over the client's rate limit (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "Done, but not logged (`activation_log_failed`)", body = ErrorBody)
+    ),
+    tag = "model",
+    security(("api_key" = []))
+)]
+pub(super) async fn clear_shadow(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(caller): Extension<Arc<Caller>>,
+) -> Result<Response, ApiError> {
+    let _one_at_a_time = state.lifecycle.lock().await;
+    let before = state.serving.shadow().map(|m| m.manifest.model_id.clone());
+    if before.is_some() {
+        state.serving.set_shadow(None).await;
+        log_action(
+            &state,
+            &Activation::now(&caller.name, Action::ShadowCleared, None, before),
+            &request_id,
+        )?;
+    }
+    Ok(axum::Json(body(&state, Action::ShadowCleared)).into_response())
+}
+
+/// Query of a model card.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(super) struct CardQuery {
+    /// `json` (default) or `markdown`.
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// A saved model's card: sizes per bank, overlap, feature counts, figures, calibration,
+/// training time, hyperparameters, code version; as JSON or Markdown.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{model_id}/card",
+    params(("model_id" = String, Path, description = "A saved model's id"), CardQuery),
+    responses(
+        (status = 200, description = "The card (JSON, or `text/markdown` with `format=markdown`)", body = Card),
+        (status = 400, description = "Unknown format (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "No or unknown API key (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "The key lacks the `admin` scope (`forbidden`)", body = ErrorBody),
+        (status = 404, description = "No such saved model (`model_not_found`)", body = ErrorBody),
+        (status = 409, description = "Trained for other parties or unreadable (`model_incompatible`)", body = ErrorBody),
+        (status = 429, description = "Over the client's rate limit (`rate_limited`)", body = ErrorBody)
+    ),
+    tag = "model",
+    security(("api_key" = []))
+)]
+pub(super) async fn card(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Path(model_id): Path<String>,
+    query: Result<Query<CardQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let format = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string(), &request_id))?
+        .0
+        .format;
+    let markdown = match format.as_deref() {
+        None | Some("json") => false,
+        Some("markdown") => true,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "format is json or markdown",
+                &request_id,
+            ));
+        }
+    };
+    let model = load(&state, &model_id, &request_id).await?;
+    let c = models::card(&model.manifest);
+    if markdown {
+        Ok((
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            models::markdown(&c),
+        )
+            .into_response())
+    } else {
+        Ok(axum::Json(c).into_response())
+    }
+}
+
+/// Query of the activation log.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(super) struct HistoryQuery {
+    /// Entries at most (default 100, at most 1,000).
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// Who activated, rolled back or shadowed what and when, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/models/activations",
+    params(HistoryQuery),
+    responses(
+        (status = 200, description = "The activation log, newest first", body = Vec<Activation>),
+        (status = 400, description = "Malformed limit (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "No or unknown API key (`unauthenticated`)", body = ErrorBody),
+        (status = 403, description = "The key lacks the `admin` scope (`forbidden`)", body = ErrorBody),
+        (status = 429, description = "Over the client's rate limit (`rate_limited`)", body = ErrorBody),
+        (status = 500, description = "The log cannot be read (`internal`)", body = ErrorBody)
+    ),
+    tag = "model",
+    security(("api_key" = []))
+)]
+pub(super) async fn activations(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let limit = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string(), &request_id))?
+        .0
+        .limit
+        .unwrap_or(100);
+    let dir = state.model_dir.clone();
+    let entries = tokio::task::spawn_blocking(move || models::history(&dir, limit))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "reading failed",
+                &request_id,
+            )
+        })?
+        .map_err(|e| {
+            warn!(error = %e, "reading the activation log failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the activation log cannot be read",
+                &request_id,
+            )
+        })?;
+    Ok(axum::Json(entries).into_response())
+}

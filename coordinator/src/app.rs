@@ -9,7 +9,7 @@ use tessera_common::shutdown::{self, ShutdownTrigger};
 use tessera_common::transport::{self, CloseReason, Link, Listener, TlsMaterial, TlsPaths};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::artifact::{self, Manifest};
 use crate::config::CoordinatorConfig;
@@ -72,6 +72,55 @@ pub struct Coordinator {
     listener: Listener,
     trigger: ShutdownTrigger,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// How often `CURRENT` is checked for a model activated elsewhere.
+const CURRENT_POLL: Duration = Duration::from_secs(2);
+
+/// Follows `model_dir/CURRENT` (unless `model_id` pins the model): when it names a saved model
+/// other than the active one (activated through another replica sharing the model directory,
+/// or by hand), that model is activated here too, as an API activation would
+/// ([`Serving::switch`]: every bank loads it first; refused, and retried at the next change,
+/// when too few can). Only models already active here are followed: before the first
+/// activation, start-up decides.
+async fn follow_current(
+    config: CoordinatorConfig,
+    serving: Arc<Serving>,
+    mut shutdown: tessera_common::shutdown::Shutdown,
+) {
+    if config.model_id.is_some() {
+        return;
+    }
+    let mut last_seen: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CURRENT_POLL) => {}
+            _ = shutdown.recv() => return,
+        }
+        let Some(active) = serving.active().map(|m| m.manifest.model_id.clone()) else {
+            continue;
+        };
+        let Ok(current) = artifact::current(&config.model_dir) else {
+            continue;
+        };
+        if current == active || last_seen.as_deref() == Some(current.as_str()) {
+            last_seen = Some(current);
+            continue;
+        }
+        last_seen = Some(current.clone());
+        let (dir, id, parties) = (config.model_dir.clone(), current.clone(), config.parties.clone());
+        let loaded = tokio::task::spawn_blocking(move || artifact::load(&dir, &id, &parties)).await;
+        match loaded {
+            Ok(Ok((manifest, top))) => match serving.switch(ActiveModel { manifest, top }).await {
+                Ok(()) => info!(model = %current, "activated the model CURRENT names (changed elsewhere)"),
+                Err(e) => {
+                    warn!(model = %current, error = %e, "CURRENT names a model that cannot be activated here")
+                }
+            },
+            Ok(Err(e)) => warn!(model = %current, error = %e, "CURRENT names a model that cannot be loaded"),
+            Err(_) => warn!(model = %current, "loading the model CURRENT names failed"),
+        }
+    }
 }
 
 /// Keeps TLS current without a restart: applies new certificates, keys, roots and CRLs to new
@@ -276,6 +325,7 @@ impl Coordinator {
             own_cert,
             shutdown.clone(),
         ));
+        let current_task = tokio::spawn(follow_current(config.clone(), serving.clone(), shutdown.clone()));
         let listener_task = tokio::spawn(crate::listener::run(listener.clone(), serving.clone(), shutdown));
         info!(%quic_addr, %http_addr, parties = config.parties.len(), "coordinator listening");
         Ok(Self {
@@ -287,7 +337,7 @@ impl Coordinator {
             listener,
             trigger,
             // The audit writer ends (queue drained) once the HTTP server has dropped its handle.
-            tasks: [http_task, listener_task, reload_task, keys_task]
+            tasks: [http_task, listener_task, reload_task, keys_task, current_task]
                 .into_iter()
                 .chain(metrics_task)
                 .chain(audit_task)

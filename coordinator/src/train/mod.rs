@@ -116,6 +116,10 @@ pub struct Trained {
     pub top: TopModel,
     /// Holdout predictions and labels, for reports.
     pub holdout: Holdout,
+    /// The row handles (the label holder's alignment handles) of the training, validation and
+    /// holdout customers: only the label holder can turn them into customer ids (in-process
+    /// evaluation tools do, to train baselines on exactly the same rows).
+    pub splits: [Vec<u64>; 3],
 }
 
 /// Holdout predictions for reports (probabilities, labels, whether every party knew the customer).
@@ -249,5 +253,6 @@ pub async fn train<F: Federation>(
         manifest,
         top,
         holdout,
+        splits: [pop.handles(&pop.train), pop.handles(&pop.validation), hold_ids],
     })
 }

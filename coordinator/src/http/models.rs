@@ -362,10 +362,21 @@ pub(super) async fn clear_shadow(
 
 /// Query of a model card.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct CardQuery {
     /// `json` (default) or `markdown`.
     #[serde(default)]
-    format: Option<String>,
+    format: Option<CardFormat>,
+}
+
+/// How a model card is written.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum CardFormat {
+    /// JSON.
+    Json,
+    /// Markdown.
+    Markdown,
 }
 
 /// A saved model's card: sizes per bank, overlap, feature counts, figures, calibration,
@@ -396,18 +407,7 @@ pub(super) async fn card(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string(), &request_id))?
         .0
         .format;
-    let markdown = match format.as_deref() {
-        None | Some("json") => false,
-        Some("markdown") => true,
-        Some(_) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "format is json or markdown",
-                &request_id,
-            ));
-        }
-    };
+    let markdown = matches!(format, Some(CardFormat::Markdown));
     let model = load(&state, &model_id, &request_id).await?;
     let c = models::card(&model.manifest);
     if markdown {
@@ -423,10 +423,12 @@ pub(super) async fn card(
 
 /// Query of the activation log.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct HistoryQuery {
-    /// Entries at most (default 100, at most 1,000).
+    /// Entries at most: 1 to 1,000 (default 100).
     #[serde(default)]
-    limit: Option<usize>,
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
 }
 
 /// Who activated, rolled back or shadowed what and when, newest first.
@@ -453,8 +455,19 @@ pub(super) async fn activations(
     let limit = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string(), &request_id))?
         .0
-        .limit
-        .unwrap_or(100);
+        .limit;
+    let limit = match limit.as_deref().map(str::parse::<usize>) {
+        None => 100,
+        Some(Ok(n)) if (1..=models::MAX_HISTORY).contains(&n) => n,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("limit is a number from 1 to {}", models::MAX_HISTORY),
+                &request_id,
+            ));
+        }
+    };
     let dir = state.model_dir.clone();
     let entries = tokio::task::spawn_blocking(move || models::history(&dir, limit))
         .await

@@ -36,12 +36,12 @@ LGB_BASE = dict(objective="binary", learning_rate=0.02, bagging_fraction=0.8, ba
                 lambda_l2=1.0, metric="auc", num_threads=THREADS, verbose=-1, force_col_wise=True)
 LGB_GRID = dict(num_leaves=[4, 8, 16], min_child_samples=[50, 200], feature_fraction=[0.5, 0.8])
 # --no-grid: what the grid chose on default_credit (2 banks), 2026-12-02 (docs/MODEL.md).
-LGB_FIXED = dict(num_leaves=8, min_child_samples=200, feature_fraction=0.5)
+LGB_FIXED = dict(num_leaves=16, min_child_samples=200, feature_fraction=0.5)
 
 XGB_BASE = dict(objective="binary:logistic", eta=0.02, subsample=0.8, tree_method="hist",
                 eval_metric="auc", nthread=THREADS)
 XGB_GRID = dict(max_depth=[3, 4, 5], min_child_weight=[1, 10], colsample_bytree=[0.5, 0.8])
-XGB_FIXED = dict(max_depth=4, min_child_weight=10, colsample_bytree=0.5)
+XGB_FIXED = dict(max_depth=4, min_child_weight=10, colsample_bytree=0.8)
 
 
 # ---- metrics, as common/src/model/metrics.rs ------------------------------------------------
@@ -232,9 +232,10 @@ def main():
     print(f"  tuned XGBoost:  {fmt_params({k: v for k, v in XGB_BASE.items() if k not in ('eval_metric', 'nthread')})}, "
           f"{fmt_params(xgb_params)}, {MIN_ROUNDS}–{MAX_ROUNDS} trees by validation AUC (patience {PATIENCE})")
 
-    # model name -> per-seed (auc, ks, ece, auc on customers known to all, trees)
+    # model name -> per-seed (auc, ks, ece, auc on customers known to all / not to all, trees)
     results = {"Tessera split-NN (federated)": [
-        (r["holdout_auc"], r["holdout_ks"], r["holdout_ece"], r["holdout_auc_complete"], None) for r in runs]}
+        (r["holdout_auc"], r["holdout_ks"], r["holdout_ece"], r["holdout_auc_complete"], r["holdout_auc_partial"], None)
+        for r in runs]}
     models = [("LightGBM tuned (centralized)", lambda sd, s: fit_lgb(lgb_params, sd, X, y, s["train"], s["validation"])),
               ("XGBoost tuned (centralized)", lambda sd, s: fit_xgb(xgb_params, sd, X, y, s["train"], s["validation"])),
               ("XGBoost untuned (defaults)", lambda sd, s: fit_xgb_default(sd, X, y, s["train"], s["validation"]))]
@@ -250,20 +251,22 @@ def main():
             p = predict(s["holdout"])
             yh = y[s["holdout"]]
             full = auc(p[complete], yh[complete]) if partial else None
-            results[label].append((auc(p, yh), ks(p, yh), ece(p, yh), full, trees))
+            part = auc(p[~complete], yh[~complete]) if partial else None
+            results[label].append((auc(p, yh), ks(p, yh), ece(p, yh), full, part, trees))
     fit_seconds = time.monotonic() - started - grid_seconds
 
     width = max(len(k) for k in results) + 2
     head = f"  {'model':<{width}}{'holdout AUC':<18}{'KS':<16}{'ECE (10 bins)':<18}{'ECE max':<9}"
+    extra = [f"AUC known to all ({complete.sum()})", f"not known to all ({(~complete).sum()})"]
     if partial:
-        head += f"AUC known to all ({complete.sum()} rows)"
+        head += f"{extra[0]:<{len(extra[0]) + 3}}{extra[1]}"
     print()
     print(head + "   trees")
     for label, rs in results.items():
-        a, k, e, full, trees = zip(*rs)
+        a, k, e, full, part, trees = zip(*rs)
         line = f"  {label:<{width}}{mean_sd(a):<18}{mean_sd(k, 3):<16}{mean_sd(e):<18}{max(e):<9.4f}"
         if partial:
-            line += f"{mean_sd(full):<{len('AUC known to all (%d rows)' % complete.sum())}}"
+            line += f"{mean_sd(full):<{len(extra[0]) + 3}}{mean_sd(part):<{len(extra[1])}}"
         line += f"   {'' if trees[0] is None else '%d–%d' % (min(trees), max(trees))}"
         print(line.rstrip())
     tess, lgbm = results["Tessera split-NN (federated)"], results["LightGBM tuned (centralized)"]

@@ -144,6 +144,15 @@ impl Ui {
         eprintln!("screenshot {}", path.display());
     }
 
+    /// A screenshot of the page scrolled to `css` (the browser scrolls an element into view
+    /// to photograph it; the whole window is kept so the context shows).
+    async fn shot_at(&self, css: &str, name: &str) {
+        let e = self.c.find(Locator::Css(css)).await.unwrap();
+        let png = e.screenshot().await.unwrap();
+        assert!(png.len() > 500, "{name}: an empty screenshot");
+        self.shot(name).await;
+    }
+
     async fn score(&self, customer: &str) {
         self.go("/ui/score").await;
         self.fill("#customer", customer).await;
@@ -195,6 +204,11 @@ async fn a_credit_officer_and_an_operator_use_the_ui() {
     ];
     let host = start_party(hcfg);
     assert!(coordinator.wait_for_parties(Some(Duration::from_secs(10))).await);
+    // Two models: the first stays saved (the one before), the second serves.
+    coordinator
+        .train(Some("ui-model-0".into()), |_| {})
+        .await
+        .unwrap();
     coordinator.train(Some("ui-model".into()), |_| {}).await.unwrap();
     let base = format!("http://{}", coordinator.http_addr);
     let api = api_client();
@@ -334,6 +348,71 @@ async fn a_credit_officer_and_an_operator_use_the_ui() {
     ui.shot("07-model").await;
     ui.go("/ui/model/report.svg").await;
     ui.shot("08-model-report").await;
+
+    // --- The model registry: shadow, activate, roll back from the page.
+    ui.go("/ui/model").await;
+    // A model's status, once the page shows `want` (a form post navigates after the click
+    // returns): what it shows after at most 5 s.
+    let status_is = |m: &'static str, want: &'static str| {
+        let c = &ui.c;
+        async move {
+            let mut seen = String::new();
+            for _ in 0..50 {
+                if let Ok(row) = c
+                    .find(Locator::Css(&format!("#models tr[data-model='{m}']")))
+                    .await
+                    && let Ok(Some(s)) = row.attr("data-status").await
+                {
+                    seen = s;
+                    if seen == want {
+                        break;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            seen
+        }
+    };
+    assert_eq!(status_is("ui-model", "active").await, "active");
+    assert_eq!(status_is("ui-model-0", "previous").await, "previous");
+    ui.click("#models tr[data-model='ui-model-0'] form[action$='/shadow'] button")
+        .await;
+    assert_eq!(status_is("ui-model-0", "shadow").await, "shadow");
+    assert_eq!(ui.path().await, "/ui/model");
+    ui.score(customer).await;
+    let mut compared = 0;
+    for _ in 0..50 {
+        ui.go("/ui/model").await;
+        compared = ui.text("#shadow-compared").await.parse().unwrap_or(0);
+        if compared > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(compared > 0, "the shadow compared the score just made");
+    ui.shot_at("#shadow", "08b-model-shadow").await;
+    ui.click("#clear-shadow").await;
+    assert_eq!(status_is("ui-model-0", "previous").await, "previous");
+    assert_eq!(ui.count("#shadow").await, 0);
+    ui.click("#models tr[data-model='ui-model-0'] button.activate")
+        .await;
+    assert_eq!(status_is("ui-model-0", "active").await, "active");
+    assert_eq!(status_is("ui-model", "previous").await, "previous");
+    ui.score(customer).await;
+    assert_eq!(
+        ui.text("#model").await,
+        "ui-model-0",
+        "the next answer comes from the activated model"
+    );
+    ui.go("/ui/model").await;
+    ui.click("#rollback").await;
+    assert_eq!(status_is("ui-model", "active").await, "active");
+    let history = ui.text("#history").await;
+    for action in ["rollback", "activate", "shadow cleared", "shadow"] {
+        assert!(history.contains(action), "{action} in the log: {history}");
+    }
+    assert!(history.contains("tests"));
+    ui.shot_at("#history", "08c-model-registry").await;
     // Enough answers for the stability index.
     let known = tessera_common::data::FeatureTable::load(
         &data_file("guest"),
@@ -351,6 +430,9 @@ async fn a_credit_officer_and_an_operator_use_the_ui() {
         .await
         .unwrap();
     assert_eq!(batch.status(), 200);
+    // A single score too (the window's latency figures are of single scores).
+    ui.score(customer).await;
+    assert_eq!(ui.text("#model").await, "ui-model");
     ui.go("/ui/monitoring").await;
     let psi: f64 = ui.text("#psi").await.parse().unwrap();
     assert!(psi.is_finite() && psi >= 0.0, "{psi}");

@@ -203,6 +203,18 @@ pub(super) async fn activate(
     Extension(caller): Extension<Arc<Caller>>,
     Path(model_id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let b = do_activate(&state, &caller.name, &model_id, &request_id).await?;
+    Ok(axum::Json(b).into_response())
+}
+
+/// Activates saved model `model_id` for `client` (the API's and the UI's way).
+pub(super) async fn do_activate(
+    state: &AppState,
+    client: &str,
+    model_id: &str,
+    request_id: &str,
+) -> Result<LifecycleBody, ApiError> {
+    let (state, request_id, model_id) = (state.clone(), request_id.to_string(), model_id.to_string());
     let _one_at_a_time = state.lifecycle.lock().await;
     let model = load(&state, &model_id, &request_id).await?;
     let before = state.serving.active().map(|m| m.manifest.model_id.clone());
@@ -224,10 +236,10 @@ pub(super) async fn activate(
     })?;
     log_action(
         &state,
-        &Activation::now(&caller.name, Action::Activate, Some(model_id), before),
+        &Activation::now(client, Action::Activate, Some(model_id), before),
         &request_id,
     )?;
-    Ok(axum::Json(body(&state, Action::Activate)).into_response())
+    Ok(body(&state, Action::Activate))
 }
 
 /// Makes the model active before the current one active again (as an activation: every bank
@@ -252,6 +264,17 @@ pub(super) async fn rollback(
     Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(caller): Extension<Arc<Caller>>,
 ) -> Result<Response, ApiError> {
+    let b = do_rollback(&state, &caller.name, &request_id).await?;
+    Ok(axum::Json(b).into_response())
+}
+
+/// Rolls back for `client` (the API's and the UI's way).
+pub(super) async fn do_rollback(
+    state: &AppState,
+    client: &str,
+    request_id: &str,
+) -> Result<LifecycleBody, ApiError> {
+    let (state, request_id) = (state.clone(), request_id.to_string());
     let _one_at_a_time = state.lifecycle.lock().await;
     let Some(previous) = state.serving.previous() else {
         return Err(ApiError::new(
@@ -273,10 +296,10 @@ pub(super) async fn rollback(
     }
     log_action(
         &state,
-        &Activation::now(&caller.name, Action::Rollback, Some(id), before),
+        &Activation::now(client, Action::Rollback, Some(id), before),
         &request_id,
     )?;
-    Ok(axum::Json(body(&state, Action::Rollback)).into_response())
+    Ok(body(&state, Action::Rollback))
 }
 
 /// Sets a saved model as the shadow (challenger): it scores the customers the active model
@@ -304,6 +327,18 @@ pub(super) async fn set_shadow(
     Extension(caller): Extension<Arc<Caller>>,
     Path(model_id): Path<String>,
 ) -> Result<Response, ApiError> {
+    let b = do_set_shadow(&state, &caller.name, &model_id, &request_id).await?;
+    Ok(axum::Json(b).into_response())
+}
+
+/// Sets saved model `model_id` as the shadow for `client` (the API's and the UI's way).
+pub(super) async fn do_set_shadow(
+    state: &AppState,
+    client: &str,
+    model_id: &str,
+    request_id: &str,
+) -> Result<LifecycleBody, ApiError> {
+    let (state, request_id, model_id) = (state.clone(), request_id.to_string(), model_id.to_string());
     let _one_at_a_time = state.lifecycle.lock().await;
     let model = load(&state, &model_id, &request_id).await?;
     if state
@@ -322,10 +357,10 @@ pub(super) async fn set_shadow(
     state.serving.set_shadow(Some(model)).await;
     log_action(
         &state,
-        &Activation::now(&caller.name, Action::Shadow, Some(model_id), before),
+        &Activation::now(client, Action::Shadow, Some(model_id), before),
         &request_id,
     )?;
-    Ok(axum::Json(body(&state, Action::Shadow)).into_response())
+    Ok(body(&state, Action::Shadow))
 }
 
 /// Stops shadow scoring.
@@ -347,17 +382,28 @@ pub(super) async fn clear_shadow(
     Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(caller): Extension<Arc<Caller>>,
 ) -> Result<Response, ApiError> {
+    let b = do_clear_shadow(&state, &caller.name, &request_id).await?;
+    Ok(axum::Json(b).into_response())
+}
+
+/// Clears the shadow for `client` (the API's and the UI's way).
+pub(super) async fn do_clear_shadow(
+    state: &AppState,
+    client: &str,
+    request_id: &str,
+) -> Result<LifecycleBody, ApiError> {
+    let (state, request_id) = (state.clone(), request_id.to_string());
     let _one_at_a_time = state.lifecycle.lock().await;
     let before = state.serving.shadow().map(|m| m.manifest.model_id.clone());
     if before.is_some() {
         state.serving.set_shadow(None).await;
         log_action(
             &state,
-            &Activation::now(&caller.name, Action::ShadowCleared, None, before),
+            &Activation::now(client, Action::ShadowCleared, None, before),
             &request_id,
         )?;
     }
-    Ok(axum::Json(body(&state, Action::ShadowCleared)).into_response())
+    Ok(body(&state, Action::ShadowCleared))
 }
 
 /// Query of a model card.

@@ -75,6 +75,22 @@ pub(super) fn routes(state: AppState) -> Router<AppState> {
         )
         .route("/ui/model", get(model_page).route_layer(signed_in(None)))
         .route(
+            "/ui/models/{model_id}/activate",
+            axum::routing::post(ui_activate).route_layer(signed_in(Some(Scope::Admin))),
+        )
+        .route(
+            "/ui/models/{model_id}/shadow",
+            axum::routing::post(ui_shadow).route_layer(signed_in(Some(Scope::Admin))),
+        )
+        .route(
+            "/ui/models/rollback",
+            axum::routing::post(ui_rollback).route_layer(signed_in(Some(Scope::Admin))),
+        )
+        .route(
+            "/ui/models/shadow/clear",
+            axum::routing::post(ui_clear_shadow).route_layer(signed_in(Some(Scope::Admin))),
+        )
+        .route(
             "/ui/model/report.svg",
             get(report_svg).route_layer(signed_in(None)),
         )
@@ -184,6 +200,7 @@ async fn require_session(State(need): State<Need>, mut req: Request, next: Next)
                 .inc();
             let nav = match scope {
                 "decisions" => Nav::Decisions,
+                "admin" => Nav::Model,
                 _ => Nav::Score,
             };
             let text = format!("The API key of {client} lacks the `{scope}` scope this page needs.");
@@ -604,6 +621,11 @@ async fn model_page(
     State(state): State<AppState>,
     Extension(caller): Extension<Arc<Caller>>,
 ) -> Html<String> {
+    Html(model_html(&state, &caller, None).await)
+}
+
+/// The model page, with the error of a lifecycle action if one failed.
+async fn model_html(state: &AppState, caller: &Caller, error: Option<String>) -> String {
     let view = state.serving.active().map(|m| {
         let man = &m.manifest;
         let t = &man.metrics;
@@ -632,10 +654,127 @@ async fn model_page(
             epochs: (t.epochs_run, t.best_epoch),
             seconds: (t.training_seconds, t.alignment_seconds),
             top_layers: man.top_layers.clone(),
-            report: report_path(&state, &man.model_id).is_some_and(|p| p.is_file()),
+            report: report_path(state, &man.model_id).is_some_and(|p| p.is_file()),
         }
     });
-    Html(pages::model(&caller.name, view.as_ref()).into_string())
+    let registry = registry_view(state, caller, error).await;
+    pages::model(&caller.name, view.as_ref(), &registry).into_string()
+}
+
+/// Saved models with their status, the shadow comparison and the newest activations.
+async fn registry_view(state: &AppState, caller: &Caller, error: Option<String>) -> pages::RegistryView {
+    let id = |m: Option<Arc<crate::serving::ActiveModel>>| m.map(|m| m.manifest.model_id.clone());
+    let (active, previous, shadow) = (
+        id(state.serving.active()),
+        id(state.serving.previous()),
+        id(state.serving.shadow()),
+    );
+    let dir = state.model_dir.clone();
+    let (saved, history) = tokio::task::spawn_blocking(move || {
+        (
+            crate::models::list(&dir).unwrap_or_default(),
+            crate::models::history(&dir, 10).unwrap_or_default(),
+        )
+    })
+    .await
+    .unwrap_or_default();
+    let status = |m: &str| {
+        if active.as_deref() == Some(m) {
+            "active"
+        } else if shadow.as_deref() == Some(m) {
+            "shadow"
+        } else if previous.as_deref() == Some(m) {
+            "previous"
+        } else {
+            ""
+        }
+    };
+    pages::RegistryView {
+        models: saved
+            .iter()
+            .map(|m| pages::RegistryRow {
+                model_id: m.model_id.clone(),
+                created_at: m.created_at.clone(),
+                figures: (m.metrics.holdout_auc, m.metrics.holdout_ks, m.metrics.holdout_ece),
+                status: status(&m.model_id),
+            })
+            .collect(),
+        shadow: state.serving.shadow_report().map(|r| pages::ShadowView {
+            model_id: r.model_id,
+            compared: r.compared,
+            same_band_rate: r.same_band_rate,
+            mean_shift: r.mean_score_shift,
+            psi: r.psi,
+        }),
+        history: history
+            .into_iter()
+            .map(|h| pages::HistoryRow {
+                at: h.at,
+                client: h.client,
+                action: serde_json::to_value(h.action)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                model_id: h.model_id.unwrap_or_default(),
+                previous: h.previous.unwrap_or_default(),
+            })
+            .collect(),
+        can_admin: caller.may(Scope::Admin),
+        error,
+    }
+}
+
+/// After a lifecycle action from the model page: back to it, or the page with the error.
+async fn lifecycle_answer(
+    state: &AppState,
+    caller: &Caller,
+    done: Result<super::models::LifecycleBody, super::error::ApiError>,
+) -> Response {
+    match done {
+        Ok(_) => Redirect::to("/ui/model").into_response(),
+        Err(e) => {
+            let text = format!("{}: {}", e.code(), e.message());
+            (e.status(), Html(model_html(state, caller, Some(text)).await)).into_response()
+        }
+    }
+}
+
+async fn ui_activate(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(caller): Extension<Arc<Caller>>,
+    Path(model_id): Path<String>,
+) -> Response {
+    let done = super::models::do_activate(&state, &caller.name, &model_id, &request_id).await;
+    lifecycle_answer(&state, &caller, done).await
+}
+
+async fn ui_shadow(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(caller): Extension<Arc<Caller>>,
+    Path(model_id): Path<String>,
+) -> Response {
+    let done = super::models::do_set_shadow(&state, &caller.name, &model_id, &request_id).await;
+    lifecycle_answer(&state, &caller, done).await
+}
+
+async fn ui_rollback(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(caller): Extension<Arc<Caller>>,
+) -> Response {
+    let done = super::models::do_rollback(&state, &caller.name, &request_id).await;
+    lifecycle_answer(&state, &caller, done).await
+}
+
+async fn ui_clear_shadow(
+    State(state): State<AppState>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(caller): Extension<Arc<Caller>>,
+) -> Response {
+    let done = super::models::do_clear_shadow(&state, &caller.name, &request_id).await;
+    lifecycle_answer(&state, &caller, done).await
 }
 
 async fn report_svg(State(state): State<AppState>) -> Response {

@@ -10,7 +10,7 @@ mod score;
 pub use decisions::{DecisionFilter, DecisionRow, decision, decisions};
 pub use federation::{BankView, CertView, FederationView, federation};
 pub use login::login;
-pub use model::{ModelView, PartyFigures, model};
+pub use model::{HistoryRow, ModelView, PartyFigures, RegistryRow, RegistryView, ShadowView, model};
 pub use monitoring::{MonitoringView, monitoring};
 pub use score::{ErrorView, PartyState, ReasonView, ScoreForm, ScoreView, score};
 

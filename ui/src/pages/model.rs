@@ -56,18 +56,79 @@ pub struct ModelView {
     pub report: bool,
 }
 
+/// A saved model in the registry table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegistryRow {
+    /// Model id.
+    pub model_id: String,
+    /// When it was trained.
+    pub created_at: String,
+    /// Holdout AUC, KS, ECE.
+    pub figures: (f64, f64, f64),
+    /// `active`, `previous`, `shadow` or empty.
+    pub status: &'static str,
+}
+
+/// How the shadow model compares with the active one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShadowView {
+    /// The shadow model.
+    pub model_id: String,
+    /// Customers scored by both.
+    pub compared: u64,
+    /// Share in the same band.
+    pub same_band_rate: Option<f64>,
+    /// Mean shadow − active score.
+    pub mean_shift: Option<f64>,
+    /// PSI of the shadow's scores against the active's.
+    pub psi: Option<f64>,
+}
+
+/// One entry of the activation log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryRow {
+    /// When.
+    pub at: String,
+    /// The client.
+    pub client: String,
+    /// What (`activate`, `rollback`, `shadow`, `shadow_cleared`).
+    pub action: String,
+    /// The model concerned.
+    pub model_id: String,
+    /// The model before.
+    pub previous: String,
+}
+
+/// The model registry part of the model page.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RegistryView {
+    /// Saved models, newest first.
+    pub models: Vec<RegistryRow>,
+    /// The shadow comparison.
+    pub shadow: Option<ShadowView>,
+    /// The newest activation log entries.
+    pub history: Vec<HistoryRow>,
+    /// Whether the signed-in client may activate, roll back and shadow (scope `admin`).
+    pub can_admin: bool,
+    /// Why the last action failed, if it did.
+    pub error: Option<String>,
+}
+
 fn opt(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{v:.4}"))
 }
 
-/// The model page (`None`: no model is loaded).
-pub fn model(user: &str, v: Option<&ModelView>) -> Markup {
+/// The model page (`None`: no model is loaded) with the registry of saved models.
+pub fn model(user: &str, v: Option<&ModelView>, r: &RegistryView) -> Markup {
     Page {
         title: "Model",
         nav: Nav::Model,
         user: Some(user),
     }
     .render(html! {
+        @if let Some(e) = &r.error {
+            div.panel.error role="alert" #lifecycle-error { p { (e) } }
+        }
         @match v {
             None => { div.panel.error role="alert" { p { "No model is loaded: train one (" code { "tessera-coordinator train" } ")." } } }
             Some(m) => {
@@ -106,5 +167,73 @@ pub fn model(user: &str, v: Option<&ModelView>) -> Markup {
                 }
             }
         }
+        (registry(r))
     })
+}
+
+fn registry(r: &RegistryView) -> Markup {
+    let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.1}%", v * 100.0));
+    html! {
+        h2 #models-title { "Saved models" }
+        @if let Some(s) = &r.shadow {
+            div.panel #shadow {
+                p { strong { "Shadow: " } code { (s.model_id) } " scores what the active model answers, without changing any answer." }
+                dl.facts {
+                    dt { "Customers compared" } dd #shadow-compared { (s.compared) }
+                    dt { "Same band" } dd { (pct(s.same_band_rate)) }
+                    dt { "Mean score shift (shadow − active)" } dd { (s.mean_shift.map_or("–".to_string(), |v| format!("{v:+.1} points"))) }
+                    dt { "PSI between the two" } dd { (s.psi.map_or("–".to_string(), |v| format!("{v:.3}"))) }
+                }
+                @if r.can_admin {
+                    form method="post" action="/ui/models/shadow/clear" { button.secondary #clear-shadow type="submit" { "Stop shadowing" } }
+                }
+            }
+        }
+        @if r.can_admin && r.models.iter().any(|m| m.status == "previous") {
+            form.panel method="post" action="/ui/models/rollback" {
+                p { "Roll back to the model active before (every bank switches at once; no answer mixes two models)." }
+                button #rollback type="submit" { "Roll back" }
+            }
+        }
+        div.scroll { table #models {
+            thead { tr {
+                th scope="col" { "Model" } th scope="col" { "Trained" } th scope="col" { "AUC" } th scope="col" { "KS" } th scope="col" { "ECE" } th scope="col" { "Status" }
+                @if r.can_admin { th scope="col" { "Actions" } }
+            } }
+            tbody { @for m in &r.models {
+                tr data-model=(m.model_id) data-status=(m.status) {
+                    th scope="row" { code { (m.model_id) } }
+                    td { (m.created_at) }
+                    td.num { (format!("{:.4}", m.figures.0)) } td.num { (format!("{:.4}", m.figures.1)) } td.num { (format!("{:.4}", m.figures.2)) }
+                    td { @if m.status.is_empty() { span.muted { "saved" } } @else { strong { (m.status) } } }
+                    @if r.can_admin { td {
+                        @if m.status != "active" {
+                            form.inline method="post" action={ "/ui/models/" (m.model_id) "/activate" } {
+                                button.activate type="submit" aria-label={ "Activate " (m.model_id) } { "Activate" }
+                            }
+                            @if m.status != "shadow" {
+                                form.inline method="post" action={ "/ui/models/" (m.model_id) "/shadow" } {
+                                    button.secondary type="submit" aria-label={ "Shadow " (m.model_id) } { "Shadow" }
+                                }
+                            }
+                        }
+                    } }
+                }
+            } }
+        } }
+        @if !r.can_admin { p.muted { "Activating, rolling back and shadowing need an API key with the " code { "admin" } " scope." } }
+        h2 { "Activation log" }
+        @if r.history.is_empty() {
+            p.muted #no-history { "No activation yet." }
+        } @else {
+            div.scroll { table #history {
+                thead { tr { th scope="col" { "When (UTC)" } th scope="col" { "Client" } th scope="col" { "Action" } th scope="col" { "Model" } th scope="col" { "Before" } } }
+                tbody { @for h in &r.history { tr {
+                    td { (h.at) } td { (h.client) } td { (h.action.replace('_', " ")) }
+                    td { @if h.model_id.is_empty() { span.muted { "–" } } @else { code { (h.model_id) } } }
+                    td { @if h.previous.is_empty() { span.muted { "–" } } @else { code { (h.previous) } } }
+                } } }
+            } }
+        }
+    }
 }

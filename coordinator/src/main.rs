@@ -80,6 +80,9 @@ enum KeyAction {
         /// Burst above the rate; must cover the client's largest batch.
         #[arg(long, default_value_t = keys::DEFAULT_BURST)]
         burst: u32,
+        /// The key stops working this many days from now (default: until revoked).
+        #[arg(long, value_name = "DAYS")]
+        expires_in_days: Option<u32>,
         /// If a client of this name exists, keep it: change nothing and exit 0 (for a
         /// one-shot run on every start, e.g. in docker compose).
         #[arg(long)]
@@ -121,6 +124,7 @@ fn api_key(action: KeyAction) -> Result<()> {
             scopes,
             rate,
             burst,
+            expires_in_days,
             if_absent,
             token_file,
             show_curl,
@@ -139,6 +143,10 @@ fn api_key(action: KeyAction) -> Result<()> {
                 return Ok(());
             }
             let token = file.add(&name, scopes, rate, burst)?;
+            if let Some(days) = expires_in_days {
+                let at = file.set_expiry(&name, tessera_common::transport::unix_now(), days)?;
+                eprintln!("the key of {name} expires at {at}");
+            }
             if let Some(p) = &token_file {
                 tessera_common::fs::write_atomic(p, format!("{token}\n").as_bytes(), true)
                     .with_context(|| format!("writing the key to {}", p.display()))?;
@@ -169,11 +177,12 @@ fn api_key(action: KeyAction) -> Result<()> {
             for c in &file.clients {
                 let scopes: Vec<&str> = c.scopes.iter().map(|s| s.as_str()).collect();
                 println!(
-                    "{}\tscopes={}\trate={}/s\tburst={}",
+                    "{}\tscopes={}\trate={}/s\tburst={}\texpires={}",
                     c.name,
                     scopes.join(","),
                     c.rate_per_second,
-                    c.burst
+                    c.burst,
+                    c.expires_at.as_deref().unwrap_or("never")
                 );
             }
         }

@@ -81,6 +81,25 @@ pub struct ClientEntry {
     /// Burst above the rate. Default 2,000; must cover the largest batch the client sends.
     #[serde(default = "default_burst")]
     pub burst: u32,
+    /// When the key stops working (RFC 3339, e.g. `2027-03-01T00:00:00Z`); none: it works
+    /// until revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+impl ClientEntry {
+    /// The expiry as Unix seconds (`None`: never; an unreadable one is refused by
+    /// [`KeysFile::validate`]).
+    pub fn expires_unix(&self) -> Option<i64> {
+        self.expires_at.as_deref().and_then(parse_time)
+    }
+}
+
+/// Unix seconds of an RFC 3339 time.
+fn parse_time(s: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
 }
 
 fn default_rate() -> u32 {
@@ -165,6 +184,12 @@ impl KeysFile {
                     c.name
                 )));
             }
+            if c.expires_at.is_some() && c.expires_unix().is_none() {
+                return Err(KeysError::Invalid(format!(
+                    "client {}: expires_at must be an RFC 3339 time such as 2027-03-01T00:00:00Z",
+                    c.name
+                )));
+            }
             if !names.insert(c.name.as_str()) {
                 return Err(KeysError::Invalid(format!("client {} listed twice", c.name)));
             }
@@ -215,12 +240,31 @@ impl KeysFile {
             scopes,
             rate_per_second: rate,
             burst,
+            expires_at: None,
         });
         if let Err(e) = self.validate() {
             self.clients.pop();
             return Err(e);
         }
         Ok(token)
+    }
+
+    /// Sets when client `name`'s key stops working (`days` from `now`, Unix seconds).
+    ///
+    /// # Errors
+    /// [`KeysError::Invalid`] if there is no such client or the time is out of range.
+    pub fn set_expiry(&mut self, name: &str, now: i64, days: u32) -> Result<String, KeysError> {
+        let at = time::OffsetDateTime::from_unix_timestamp(now + i64::from(days) * 86_400)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .ok_or_else(|| KeysError::Invalid(format!("{days} days from now is out of range")))?;
+        let entry = self
+            .clients
+            .iter_mut()
+            .find(|c| c.name == name)
+            .ok_or_else(|| KeysError::Invalid(format!("no client {name}")))?;
+        entry.expires_at = Some(at.clone());
+        Ok(at)
     }
 
     /// Removes a client; whether it was there.

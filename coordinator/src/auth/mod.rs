@@ -75,6 +75,14 @@ pub enum AuthError {
     /// The key is not (or no longer) in the keys file.
     #[error("unknown or revoked API key")]
     Unknown,
+    /// The key is past its `expires_at`.
+    #[error("the API key of client {client} expired at {at}")]
+    Expired {
+        /// The client.
+        client: String,
+        /// When it expired (RFC 3339).
+        at: String,
+    },
     /// The client lacks the scope the route needs.
     #[error("client {client} lacks the {scope} scope")]
     Forbidden {
@@ -109,6 +117,7 @@ impl AuthError {
         match self {
             AuthError::Missing => "missing",
             AuthError::Unknown => "unknown",
+            AuthError::Expired { .. } => "expired",
             AuthError::Forbidden { .. } => "forbidden",
             AuthError::RateLimited { .. } | AuthError::OverBurst { .. } => "rate_limited",
         }
@@ -122,6 +131,8 @@ pub struct Caller {
     scopes: Vec<Scope>,
     rate: u32,
     burst: u32,
+    /// When the key stops working, Unix seconds.
+    expires: Option<(i64, String)>,
     /// `None` when authentication is off.
     limiter: Option<DefaultDirectRateLimiter>,
 }
@@ -145,6 +156,7 @@ impl Caller {
             scopes: Scope::ALL.to_vec(),
             rate: u32::MAX,
             burst: u32::MAX,
+            expires: None,
             limiter: None,
         }
     }
@@ -157,6 +169,7 @@ impl Caller {
             scopes: entry.scopes.clone(),
             rate: rate.get(),
             burst: burst.get(),
+            expires: entry.expires_unix().zip(entry.expires_at.clone()),
             limiter: Some(RateLimiter::direct(Quota::per_second(rate).allow_burst(burst))),
         }
     }
@@ -210,7 +223,11 @@ fn build(file: &KeysFile, old: Option<&Table>) -> Table {
             let hash = keys::parse_hash(&c.key_sha256)?;
             // A client whose entry did not change keeps its limiter (and so its spent budget).
             let kept = old.and_then(|t| t.get(&hash)).filter(|k| {
-                k.name == c.name && k.scopes == c.scopes && k.rate == c.rate_per_second && k.burst == c.burst
+                k.name == c.name
+                    && k.scopes == c.scopes
+                    && k.rate == c.rate_per_second
+                    && k.burst == c.burst
+                    && k.expires.as_ref().map(|e| &e.1) == c.expires_at.as_ref()
             });
             Some((hash, kept.cloned().unwrap_or_else(|| Arc::new(Caller::of(c)))))
         })
@@ -297,6 +314,14 @@ impl Authenticator {
             .map(|t| t.clone())
             .map_err(|_| AuthError::Unknown)?;
         let caller = table.get(hash).cloned().ok_or(AuthError::Unknown)?;
+        if let Some((at, text)) = &caller.expires
+            && tessera_common::transport::unix_now() >= *at
+        {
+            return Err(AuthError::Expired {
+                client: caller.name.clone(),
+                at: text.clone(),
+            });
+        }
         if let Some(scope) = scope.filter(|&s| !caller.may(s)) {
             return Err(AuthError::Forbidden {
                 client: caller.name.clone(),
@@ -419,6 +444,37 @@ mod tests {
                 .name,
             "scorer"
         );
+    }
+
+    #[test]
+    fn an_expired_key_is_refused_and_a_future_expiry_admits() {
+        let (_d, path, a, scorer, auditor) = with_clients();
+        let mut f = KeysFile::load(&path).unwrap();
+        let now = tessera_common::transport::unix_now();
+        // Expired a day ago (set as if issued two days ago with one day to live).
+        f.set_expiry("scorer", now - 2 * 86_400, 1).unwrap();
+        let later = f.set_expiry("auditor", now, 30).unwrap();
+        f.save(&path).unwrap();
+        a.reload(&path).unwrap();
+        let e = a.check(Some(&bearer(&scorer)), Some(Scope::Score)).unwrap_err();
+        assert!(
+            matches!(&e, AuthError::Expired { client, .. } if client == "scorer"),
+            "{e:?}"
+        );
+        assert_eq!(e.label(), "expired");
+        assert!(e.to_string().contains("expired at"));
+        assert_eq!(
+            a.check(Some(&bearer(&auditor)), Some(Scope::Decisions))
+                .unwrap()
+                .name,
+            "auditor"
+        );
+        assert!(later.starts_with("20"), "{later}");
+        // A malformed expiry is refused with the reason; the previous clients stay.
+        let mut bad = KeysFile::load(&path).unwrap();
+        bad.clients[1].expires_at = Some("next tuesday".into());
+        assert!(bad.validate().unwrap_err().to_string().contains("RFC 3339"));
+        assert!(f.set_expiry("nobody", now, 1).is_err());
     }
 
     #[test]

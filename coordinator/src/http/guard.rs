@@ -24,7 +24,9 @@ pub(super) struct Guard {
 pub(super) fn refusal(state: &AppState, e: &AuthError, request_id: &str) -> Response {
     state.metrics.auth_refusals.with_label_values(&[e.label()]).inc();
     let (status, code) = match e {
-        AuthError::Missing | AuthError::Unknown => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        AuthError::Missing | AuthError::Unknown | AuthError::Expired { .. } => {
+            (StatusCode::UNAUTHORIZED, "unauthenticated")
+        }
         AuthError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
         AuthError::RateLimited { .. } | AuthError::OverBurst { .. } => {
             (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
@@ -33,7 +35,7 @@ pub(super) fn refusal(state: &AppState, e: &AuthError, request_id: &str) -> Resp
     let mut response = ApiError::new(status, code, e.to_string(), request_id).into_response();
     let headers = response.headers_mut();
     match e {
-        AuthError::Missing | AuthError::Unknown => {
+        AuthError::Missing | AuthError::Unknown | AuthError::Expired { .. } => {
             headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"tessera\""),

@@ -271,7 +271,11 @@ async fn login(
             );
             response
         }
-        Err(_) => refused(&state, "unknown", "This API key is not known (or was revoked)."),
+        Err(_) => refused(
+            &state,
+            "unknown",
+            "This API key is not known, was revoked, or has expired.",
+        ),
     }
 }
 

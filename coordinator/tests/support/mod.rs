@@ -172,6 +172,7 @@ pub fn test_keys_file(dir: &Path) -> PathBuf {
             scopes: Scope::ALL.to_vec(),
             rate_per_second: 1_000_000,
             burst: 1_000_000,
+            expires_at: None,
         }],
     }
     .save(&path)

@@ -99,6 +99,20 @@ impl Ui {
         self.c.current_url().await.unwrap().path().to_string()
     }
 
+    /// The path once it is `want` (a click's navigation may still be under way), or what it
+    /// is after 5 s.
+    async fn path_becomes(&self, want: &str) -> String {
+        let mut now = self.path().await;
+        for _ in 0..50 {
+            if now == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            now = self.path().await;
+        }
+        now
+    }
+
     async fn text(&self, css: &str) -> String {
         let found = self
             .c
@@ -153,10 +167,20 @@ impl Ui {
         self.shot(name).await;
     }
 
+    /// Scores `customer` from a fresh score page and waits for the answer page (a result or
+    /// an error: the fresh page has neither), so nothing navigates away from the form post
+    /// before it is answered.
     async fn score(&self, customer: &str) {
         self.go("/ui/score").await;
         self.fill("#customer", customer).await;
         self.click("#score-button").await;
+        for _ in 0..100 {
+            if self.count("#result-customer, #score-error").await > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no answer page for {customer} within 10 s");
     }
 }
 
@@ -230,7 +254,7 @@ async fn a_credit_officer_and_an_operator_use_the_ui() {
     ui.fill("#key", TEST_KEY).await;
     ui.click("#sign-in").await;
     assert_eq!(ui.text("#who").await, "tests");
-    assert_eq!(ui.path().await, "/ui/score");
+    assert_eq!(ui.path_becomes("/ui/score").await, "/ui/score");
 
     // --- A known customer: the page says what the API says.
     let customer = "25115";
@@ -378,7 +402,7 @@ async fn a_credit_officer_and_an_operator_use_the_ui() {
     ui.click("#models tr[data-model='ui-model-0'] form[action$='/shadow'] button")
         .await;
     assert_eq!(status_is("ui-model-0", "shadow").await, "shadow");
-    assert_eq!(ui.path().await, "/ui/model");
+    assert_eq!(ui.path_becomes("/ui/model").await, "/ui/model");
     ui.score(customer).await;
     let mut compared = 0;
     for _ in 0..50 {
@@ -487,7 +511,7 @@ async fn a_credit_officer_and_an_operator_use_the_ui() {
     // --- Signing out ends the session.
     ui.go("/ui/score").await;
     ui.click("header form.who button").await;
-    assert_eq!(ui.path().await, "/ui/login");
+    assert_eq!(ui.path_becomes("/ui/login").await, "/ui/login");
     ui.go("/ui/score").await;
     assert_eq!(ui.path().await, "/ui/login");
 

@@ -36,8 +36,8 @@ pub struct Metrics {
     pub audit_written: IntCounter,
     /// Failed audit write transactions (retried).
     pub audit_write_failures: IntCounter,
-    /// HTTP calls refused by authentication, by reason (`missing`, `unknown`, `forbidden`,
-    /// `rate_limited`).
+    /// HTTP calls refused by authentication, by reason (`missing`, `unknown`, `expired`,
+    /// `forbidden`, `rate_limited`).
     pub auth_refusals: IntCounterVec,
     /// QUIC connection attempts by admission decision (`admitted`; `retry`: asked to
     /// validate its address; `saturated`, `per_address`: refused).

@@ -1,7 +1,11 @@
 //! Prometheus pieces shared by the coordinator and parties: latency buckets, text rendering,
 //! the certificate expiry gauge, process metrics and the build-info gauge.
 
-use prometheus::{Encoder, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
 
 use crate::transport::CertInfo;
 
@@ -9,6 +13,95 @@ use crate::transport::CertInfo;
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// Defines metrics and registers each in one registry as it is made: one call per metric, so
+/// a definition cannot be made and left unregistered.
+pub struct Define<'a>(pub &'a Registry);
+
+impl Define<'_> {
+    fn add<T: Collector + Clone + 'static>(&self, m: T) -> Result<T, prometheus::Error> {
+        self.0.register(Box::new(m.clone()))?;
+        Ok(m)
+    }
+
+    /// A counter.
+    ///
+    /// # Errors
+    /// An invalid name or one already registered (programming errors caught by tests).
+    pub fn counter(&self, name: &str, help: &str) -> Result<IntCounter, prometheus::Error> {
+        self.add(IntCounter::new(name, help)?)
+    }
+
+    /// A counter with labels. Errors as [`Define::counter`].
+    ///
+    /// # Errors
+    /// As [`Define::counter`].
+    pub fn counter_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntCounterVec, prometheus::Error> {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    /// An integer gauge.
+    ///
+    /// # Errors
+    /// As [`Define::counter`].
+    pub fn int_gauge(&self, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
+        self.add(IntGauge::new(name, help)?)
+    }
+
+    /// An integer gauge with labels.
+    ///
+    /// # Errors
+    /// As [`Define::counter`].
+    pub fn int_gauge_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<IntGaugeVec, prometheus::Error> {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels)?)
+    }
+
+    /// A float gauge starting at `initial` (NaN for "not known yet").
+    ///
+    /// # Errors
+    /// As [`Define::counter`].
+    pub fn gauge(&self, name: &str, help: &str, initial: f64) -> Result<Gauge, prometheus::Error> {
+        let g = Gauge::new(name, help)?;
+        g.set(initial);
+        self.add(g)
+    }
+
+    /// A histogram with the given buckets.
+    ///
+    /// # Errors
+    /// As [`Define::counter`].
+    pub fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> Result<Histogram, prometheus::Error> {
+        self.add(Histogram::with_opts(
+            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        )?)
+    }
+
+    /// A histogram with labels, latency buckets ([`LATENCY_BUCKETS`]).
+    ///
+    /// # Errors
+    /// As [`Define::counter`].
+    pub fn latency_vec(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> Result<HistogramVec, prometheus::Error> {
+        self.add(HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+            labels,
+        )?)
+    }
+}
 
 /// A registry's metrics in Prometheus text format (empty if encoding fails).
 pub fn render(registry: &Registry) -> String {

@@ -18,6 +18,7 @@ use tessera_common::config::TransportSettings;
 use tessera_common::data::{FeatureTable, LoadOptions};
 use tessera_common::federation::InMemory;
 use tessera_coordinator::app::Coordinator;
+use tessera_coordinator::artifact::TrainingMetrics;
 use tessera_coordinator::config::{CoordinatorConfig, TrainingConfig};
 use tessera_party::config::{DataConfig, PartyConfig, PartyLimits};
 use tessera_party::run::LinkState;
@@ -31,27 +32,16 @@ fn load(path: &str, labels: bool) -> Result<FeatureTable> {
     FeatureTable::load(path.as_ref(), &opts).with_context(|| format!("loading {path}"))
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (files, settings): (Vec<&String>, Vec<&String>) = args.iter().partition(|a| !a.contains('='));
-    anyhow::ensure!(
-        !files.is_empty(),
-        "usage: bench_training LABELS.csv OTHER.csv... [key=value ...]"
-    );
-    let mut cfg: TrainingConfig =
-        toml::from_str(&settings.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"))?;
-    if !settings.iter().any(|s| s.starts_with("epochs=")) {
-        cfg.epochs = 20;
-    }
-    cfg.patience = cfg.epochs; // same number of epochs in both runs
-    let names: Vec<PartyId> = (0..files.len())
-        .map(|i| PartyId::new(format!("bank-{i}")))
-        .collect::<Result<_, _>>()?;
-    let dir = tempfile::tempdir()?;
-
-    // --- Federated: coordinator and parties over QUIC on loopback.
-    let ca = PkiDir::new(dir.path().join("ca"));
+/// Trains over QUIC on loopback: a coordinator and one party process-task per file, each with
+/// its own certificate; returns the figures the training driver measured.
+async fn federated(
+    dir: &std::path::Path,
+    files: &[&String],
+    names: &[PartyId],
+    cfg: &TrainingConfig,
+    transport: &TransportSettings,
+) -> Result<TrainingMetrics> {
+    let ca = PkiDir::new(dir.join("ca"));
     pki::init(
         &ca,
         &InitOptions {
@@ -62,20 +52,19 @@ async fn main() -> Result<()> {
             force: false,
         },
     )?;
-    let ctls = dir.path().join("tls-coordinator");
+    let ctls = dir.join("tls-coordinator");
     leaf::issue(
         &ca,
         &LeafRequest::new("tessera", Identity::Coordinator),
         &ctls,
         true,
     )?;
-    let transport = TransportSettings::default();
     let ccfg = CoordinatorConfig {
         listen_quic: "127.0.0.1:0".parse()?,
         listen_http: "127.0.0.1:0".parse()?,
         tls_dir: ctls,
-        model_dir: dir.path().join("models-coordinator"),
-        parties: names.clone(),
+        model_dir: dir.join("models-coordinator"),
+        parties: names.to_vec(),
         model_id: None,
         http: Default::default(),
         score: Default::default(),
@@ -93,8 +82,8 @@ async fn main() -> Result<()> {
     ccfg.validate().map_err(anyhow::Error::msg)?;
     let coordinator = Coordinator::start(ccfg).await?;
     let mut stops = Vec::new();
-    for (i, (file, name)) in files.iter().zip(&names).enumerate() {
-        let tls = dir.path().join(format!("tls-{name}"));
+    for (i, (file, name)) in files.iter().zip(names).enumerate() {
+        let tls = dir.join(format!("tls-{name}"));
         leaf::issue(
             &ca,
             &LeafRequest::new("tessera", Identity::Party(name.clone())),
@@ -107,7 +96,7 @@ async fn main() -> Result<()> {
             coordinator_discovery: Default::default(),
             coordinator_name: "localhost".into(),
             tls_dir: tls,
-            model_dir: dir.path().join(format!("models-{name}")),
+            model_dir: dir.join(format!("models-{name}")),
             data: DataConfig {
                 path: file.into(),
                 id_column: "id".into(),
@@ -133,24 +122,31 @@ async fn main() -> Result<()> {
         "parties did not connect"
     );
     let fed = coordinator.train(Some("bench-federated".into()), |_| {}).await?;
-    // Both runs are timed inside the training driver (alignment to final figures).
-    let fed_secs = fed.metrics.training_seconds;
     for (trigger, task) in stops {
         trigger.trigger();
         let _ = task.await;
     }
     coordinator.shutdown().await;
+    Ok(fed.metrics)
+}
 
-    // --- In one process: the same parties called directly.
+/// The same training with the same parties called directly in one process.
+async fn in_process(
+    dir: &std::path::Path,
+    files: &[&String],
+    names: &[PartyId],
+    cfg: &TrainingConfig,
+    transport: &TransportSettings,
+) -> Result<TrainingMetrics> {
     let mut local = InMemory::new();
-    for (i, (file, name)) in files.iter().zip(&names).enumerate() {
+    for (i, (file, name)) in files.iter().zip(names).enumerate() {
         local.add(
             name.clone(),
             Arc::new(
                 PartyService::new(
                     name.clone(),
                     load(file, i == 0)?,
-                    dir.path().join("models-local"),
+                    dir.join("models-local"),
                     PartyLimits::default(),
                 )
                 .with_policy(tessera_party::policy::TrainingPolicy::allow()),
@@ -159,16 +155,39 @@ async fn main() -> Result<()> {
     }
     let loc = tessera_coordinator::train::train(
         &local,
-        &names,
-        &cfg,
+        names,
+        cfg,
         "bench-local",
         transport.training_timeout(),
         |_| {},
     )
     .await?;
-    let loc_secs = loc.manifest.metrics.training_seconds;
+    Ok(loc.manifest.metrics)
+}
 
-    let (f, l) = (&fed.metrics, &loc.manifest.metrics);
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (files, settings): (Vec<&String>, Vec<&String>) = args.iter().partition(|a| !a.contains('='));
+    anyhow::ensure!(
+        !files.is_empty(),
+        "usage: bench_training LABELS.csv OTHER.csv... [key=value ...]"
+    );
+    let mut cfg: TrainingConfig =
+        toml::from_str(&settings.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"))?;
+    if !settings.iter().any(|s| s.starts_with("epochs=")) {
+        cfg.epochs = 20;
+    }
+    cfg.patience = cfg.epochs; // same number of epochs in both runs
+    let names: Vec<PartyId> = (0..files.len())
+        .map(|i| PartyId::new(format!("bank-{i}")))
+        .collect::<Result<_, _>>()?;
+    let dir = tempfile::tempdir()?;
+    let transport = TransportSettings::default();
+    let f = federated(dir.path(), &files, &names, &cfg, &transport).await?;
+    let l = in_process(dir.path(), &files, &names, &cfg, &transport).await?;
+    // Both runs are timed inside the training driver (alignment to final figures).
+    let (fed_secs, loc_secs) = (f.training_seconds, l.training_seconds);
     println!(
         "parties {}, customers {}, epochs {} / {}",
         names.len(),

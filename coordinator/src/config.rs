@@ -322,7 +322,7 @@ impl CoordinatorConfig {
         }
         self.transport.validate()?;
         self.audit.validate()?;
-        self.auth.validate().map_err(ConfigError::Invalid)?;
+        self.auth.validate()?;
         self.score.validate()?;
         self.training.validate()
     }

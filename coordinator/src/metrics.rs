@@ -1,12 +1,10 @@
 //! Prometheus metrics of the coordinator.
 
-use prometheus::{
-    Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{Gauge, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 use tessera_common::transport::CertInfo;
 use tessera_common::wire::PartyId;
 
-use tessera_common::metrics::{CertExpiry, LATENCY_BUCKETS as BUCKETS};
+use tessera_common::metrics::{CertExpiry, Define, LATENCY_BUCKETS as BUCKETS};
 
 /// All coordinator metrics, registered in their own registry.
 #[derive(Clone)]
@@ -81,204 +79,105 @@ impl Metrics {
     /// If a metric definition is invalid (a programming error caught by tests).
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let http_requests = IntCounterVec::new(
-            Opts::new(
+        let d = Define(&registry);
+        tessera_common::metrics::register_process_and_build(&registry, "coordinator")?;
+        Ok(Self {
+            http_requests: d.counter_vec(
                 "tessera_http_requests_total",
                 "HTTP requests by route and status code",
-            ),
-            &["route", "status"],
-        )?;
-        let http_latency = HistogramVec::new(
-            HistogramOpts::new("tessera_http_request_duration_seconds", "HTTP request latency")
-                .buckets(BUCKETS.to_vec()),
-            &["route"],
-        )?;
-        let party_connected = IntGaugeVec::new(
-            Opts::new("tessera_party_connected", "1 if the party is connected"),
-            &["party"],
-        )?;
-        let party_latency = HistogramVec::new(
-            HistogramOpts::new(
+                &["route", "status"],
+            )?,
+            http_latency: d.latency_vec("tessera_http_request_duration_seconds", "HTTP request latency", &["route"])?,
+            party_connected: d.int_gauge_vec("tessera_party_connected", "1 if the party is connected", &["party"])?,
+            party_latency: d.latency_vec(
                 "tessera_party_request_duration_seconds",
                 "Latency of requests to parties",
-            )
-            .buckets(BUCKETS.to_vec()),
-            &["party", "kind"],
-        )?;
-        let party_failures = IntCounterVec::new(
-            Opts::new(
+                &["party", "kind"],
+            )?,
+            party_failures: d.counter_vec(
                 "tessera_party_request_failures_total",
                 "Failed or timed-out requests to parties",
-            ),
-            &["party", "outcome"],
-        )?;
-        let model_loaded = IntGauge::new("tessera_model_loaded", "1 when a model is active")?;
-        let scores = IntCounterVec::new(
-            Opts::new("tessera_scores_total", "Scored customers by outcome"),
-            &["outcome"],
-        )?;
-        let audit_queue = IntGauge::new(
-            "tessera_audit_queue_depth",
-            "Decisions waiting in the audit queue",
-        )?;
-        let audit_dropped = IntCounter::new(
-            "tessera_audit_dropped_total",
-            "Decisions dropped because the audit queue was full",
-        )?;
-        let audit_written = IntCounter::new(
-            "tessera_audit_written_total",
-            "Decisions written to the audit database",
-        )?;
-        let audit_write_failures = IntCounter::new(
-            "tessera_audit_write_failures_total",
-            "Failed audit write transactions (retried)",
-        )?;
-        let auth_refusals = IntCounterVec::new(
-            Opts::new(
+                &["party", "outcome"],
+            )?,
+            model_loaded: d.int_gauge("tessera_model_loaded", "1 when a model is active")?,
+            cert_expiry: CertExpiry::register(&registry)?,
+            scores: d.counter_vec("tessera_scores_total", "Scored customers by outcome", &["outcome"])?,
+            audit_queue: d.int_gauge("tessera_audit_queue_depth", "Decisions waiting in the audit queue")?,
+            audit_dropped: d.counter(
+                "tessera_audit_dropped_total",
+                "Decisions dropped because the audit queue was full",
+            )?,
+            audit_written: d.counter("tessera_audit_written_total", "Decisions written to the audit database")?,
+            audit_write_failures: d.counter(
+                "tessera_audit_write_failures_total",
+                "Failed audit write transactions (retried)",
+            )?,
+            auth_refusals: d.counter_vec(
                 "tessera_http_auth_refusals_total",
                 "HTTP calls refused by authentication, by reason",
-            ),
-            &["reason"],
-        )?;
-        registry.register(Box::new(auth_refusals.clone()))?;
-        let handshake_admission = IntCounterVec::new(
-            Opts::new(
+                &["reason"],
+            )?,
+            handshake_admission: d.counter_vec(
                 "tessera_quic_handshake_admission_total",
                 "QUIC connection attempts by admission decision",
-            ),
-            &["decision"],
-        )?;
-        registry.register(Box::new(handshake_admission.clone()))?;
-        let handshake_refusals = IntCounterVec::new(
-            Opts::new(
+                &["decision"],
+            )?,
+            handshake_refusals: d.counter_vec(
                 "tessera_quic_handshake_refusals_total",
                 "Connection attempts refused during their handshake, by reason",
-            ),
-            &["reason"],
-        )?;
-        registry.register(Box::new(handshake_refusals.clone()))?;
-        let score_latency = HistogramVec::new(
-            HistogramOpts::new(
+                &["reason"],
+            )?,
+            score_latency: d.latency_vec(
                 "tessera_score_duration_seconds",
                 "Time to answer a scoring request, by endpoint and outcome",
-            )
-            .buckets(BUCKETS.to_vec()),
-            &["endpoint", "outcome"],
-        )?;
-        registry.register(Box::new(score_latency.clone()))?;
-        let degraded = IntCounterVec::new(
-            Opts::new(
+                &["endpoint", "outcome"],
+            )?,
+            degraded: d.counter_vec(
                 "tessera_degraded_answers_total",
                 "Degraded answers by the party that did not contribute",
-            ),
-            &["party"],
-        )?;
-        registry.register(Box::new(degraded.clone()))?;
-        let score_psi = Gauge::new(
-            "tessera_score_psi",
-            "Population stability index of recent scores against the training holdout (NaN until enough scores)",
-        )?;
-        score_psi.set(f64::NAN);
-        registry.register(Box::new(score_psi.clone()))?;
-        let score_window = IntGauge::new(
-            "tessera_score_psi_window",
-            "Recent scores the stability index is computed over",
-        )?;
-        registry.register(Box::new(score_window.clone()))?;
-        let model_info = IntGaugeVec::new(
-            Opts::new("tessera_model_info", "Always 1, labelled with the active model"),
-            &["model_id"],
-        )?;
-        registry.register(Box::new(model_info.clone()))?;
-        let training_step = prometheus::Histogram::with_opts(
-            HistogramOpts::new(
+                &["party"],
+            )?,
+            score_psi: d.gauge(
+                "tessera_score_psi",
+                "Population stability index of recent scores against the training holdout (NaN until enough scores)",
+                f64::NAN,
+            )?,
+            score_window: d.int_gauge(
+                "tessera_score_psi_window",
+                "Recent scores the stability index is computed over",
+            )?,
+            model_info: d.int_gauge_vec("tessera_model_info", "Always 1, labelled with the active model", &["model_id"])?,
+            training_step: d.histogram(
                 "tessera_training_step_duration_seconds",
                 "Time of one training minibatch step: forward at every party, the top model, backward at every party",
-            )
-            .buckets(BUCKETS.to_vec()),
-        )?;
-        registry.register(Box::new(training_step.clone()))?;
-        let training_epochs = IntCounter::new("tessera_training_epochs_total", "Training epochs completed")?;
-        registry.register(Box::new(training_epochs.clone()))?;
-        let party_connections = IntCounterVec::new(
-            Opts::new(
+                BUCKETS,
+            )?,
+            training_epochs: d.counter("tessera_training_epochs_total", "Training epochs completed")?,
+            party_connections: d.counter_vec(
                 "tessera_party_connections_total",
                 "Connections a party made current (each after the first is a reconnect)",
-            ),
-            &["party"],
-        )?;
-        registry.register(Box::new(party_connections.clone()))?;
-        let shadow_compared = IntCounterVec::new(
-            Opts::new(
+                &["party"],
+            )?,
+            shadow_compared: d.counter_vec(
                 "tessera_shadow_comparisons_total",
                 "Customers scored by both the active and the shadow model, by whether the band agreed",
-            ),
-            &["band"],
-        )?;
-        registry.register(Box::new(shadow_compared.clone()))?;
-        let shadow_shift = prometheus::Histogram::with_opts(
-            HistogramOpts::new(
+                &["band"],
+            )?,
+            shadow_shift: d.histogram(
                 "tessera_shadow_score_shift",
                 "Shadow score minus active score, points",
-            )
-            .buckets(vec![
-                -100.0, -50.0, -25.0, -10.0, -5.0, 0.0, 5.0, 10.0, 25.0, 50.0, 100.0,
-            ]),
-        )?;
-        registry.register(Box::new(shadow_shift.clone()))?;
-        let shadow_psi = Gauge::new(
-            "tessera_shadow_psi",
-            "Population stability index of the shadow model's scores against the active model's (NaN without a shadow)",
-        )?;
-        shadow_psi.set(f64::NAN);
-        registry.register(Box::new(shadow_psi.clone()))?;
-        let shadow_skipped = IntCounter::new(
-            "tessera_shadow_skipped_total",
-            "Batches the shadow model skipped because it was busy",
-        )?;
-        registry.register(Box::new(shadow_skipped.clone()))?;
-        tessera_common::metrics::register_process_and_build(&registry, "coordinator")?;
-        for c in [&audit_dropped, &audit_written, &audit_write_failures] {
-            registry.register(Box::new(c.clone()))?;
-        }
-        registry.register(Box::new(audit_queue.clone()))?;
-        registry.register(Box::new(scores.clone()))?;
-        registry.register(Box::new(http_requests.clone()))?;
-        registry.register(Box::new(http_latency.clone()))?;
-        registry.register(Box::new(party_connected.clone()))?;
-        registry.register(Box::new(party_latency.clone()))?;
-        registry.register(Box::new(party_failures.clone()))?;
-        registry.register(Box::new(model_loaded.clone()))?;
-        let cert_expiry = CertExpiry::register(&registry)?;
-        Ok(Self {
+                &[-100.0, -50.0, -25.0, -10.0, -5.0, 0.0, 5.0, 10.0, 25.0, 50.0, 100.0],
+            )?,
+            shadow_psi: d.gauge(
+                "tessera_shadow_psi",
+                "Population stability index of the shadow model's scores against the active model's (NaN without a shadow)",
+                f64::NAN,
+            )?,
+            shadow_skipped: d.counter(
+                "tessera_shadow_skipped_total",
+                "Batches the shadow model skipped because it was busy",
+            )?,
             registry,
-            http_requests,
-            http_latency,
-            party_connected,
-            party_latency,
-            party_failures,
-            model_loaded,
-            cert_expiry,
-            scores,
-            audit_queue,
-            audit_dropped,
-            audit_written,
-            audit_write_failures,
-            auth_refusals,
-            handshake_admission,
-            handshake_refusals,
-            score_latency,
-            degraded,
-            score_psi,
-            score_window,
-            model_info,
-            training_step,
-            training_epochs,
-            party_connections,
-            shadow_compared,
-            shadow_shift,
-            shadow_psi,
-            shadow_skipped,
         })
     }
 

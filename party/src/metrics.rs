@@ -9,11 +9,11 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{HistogramVec, IntCounterVec, IntGauge, Registry};
 use tessera_common::shutdown::Shutdown;
 use tessera_common::transport::CertInfo;
 
-use tessera_common::metrics::{CertExpiry, LATENCY_BUCKETS as BUCKETS};
+use tessera_common::metrics::{CertExpiry, Define};
 
 /// The party's metrics.
 #[derive(Clone)]
@@ -36,36 +36,25 @@ impl PartyMetrics {
     /// If a metric definition is invalid (a programming error caught by tests).
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let connected = IntGauge::new(
-            "tessera_bank_coordinator_connected",
-            "1 while this bank is connected to the coordinator",
-        )?;
-        let requests = IntCounterVec::new(
-            Opts::new(
+        let d = Define(&registry);
+        tessera_common::metrics::register_process_and_build(&registry, "party")?;
+        Ok(Self {
+            connected: d.int_gauge(
+                "tessera_bank_coordinator_connected",
+                "1 while this bank is connected to the coordinator",
+            )?,
+            requests: d.counter_vec(
                 "tessera_bank_requests_total",
                 "Requests served by kind and outcome",
-            ),
-            &["kind", "outcome"],
-        )?;
-        let latency = HistogramVec::new(
-            HistogramOpts::new(
+                &["kind", "outcome"],
+            )?,
+            latency: d.latency_vec(
                 "tessera_bank_request_duration_seconds",
                 "Time to handle a request",
-            )
-            .buckets(BUCKETS.to_vec()),
-            &["kind"],
-        )?;
-        tessera_common::metrics::register_process_and_build(&registry, "party")?;
-        registry.register(Box::new(connected.clone()))?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(latency.clone()))?;
-        let cert_expiry = CertExpiry::register(&registry)?;
-        Ok(Self {
+                &["kind"],
+            )?,
+            cert_expiry: CertExpiry::register(&registry)?,
             registry,
-            connected,
-            requests,
-            latency,
-            cert_expiry,
             certs: Arc::new(RwLock::new((None, None))),
         })
     }

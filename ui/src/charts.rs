@@ -81,20 +81,31 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Why a chart could not be drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    /// The bins, the expected and the actual shares differ in number (or there are none).
+    #[error("the bins, the expected and the actual shares differ in number")]
+    Shape,
+    /// plotters failed to draw.
+    #[error("drawing failed: {0}")]
+    Draw(String),
+}
+
 /// Two distributions over the same bins side by side (shares, 0–1): `expected` (e.g. the
 /// training holdout) and `actual` (e.g. the recent scores), with a label under each bin.
 ///
 /// # Errors
-/// A message if plotters cannot draw the chart, or the lengths differ.
+/// [`ChartError::Shape`] if the lengths differ; [`ChartError::Draw`] if plotters cannot draw.
 pub fn compare(
     title: &str,
     labels: &[String],
     expected: (&str, &[f64]),
     actual: (&str, &[f64]),
-) -> Result<String, String> {
+) -> Result<String, ChartError> {
     let n = labels.len();
     if n == 0 || expected.1.len() != n || actual.1.len() != n {
-        return Err("the bins, the expected and the actual shares differ in number".into());
+        return Err(ChartError::Shape);
     }
     let top = expected
         .1
@@ -108,14 +119,14 @@ pub fn compare(
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, (720, 320)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(|e| ChartError::Draw(e.to_string()))?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(10)
             .x_label_area_size(40)
             .y_label_area_size(50)
             .build_cartesian_2d(-0.5..n as f64 - 0.5, 0.0..top)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ChartError::Draw(e.to_string()))?;
         chart
             .configure_mesh()
             .disable_x_mesh()
@@ -133,7 +144,7 @@ pub fn compare(
             .y_label_formatter(&|y| format!("{:.0}%", y * 100.0))
             .y_desc("share")
             .draw()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ChartError::Draw(e.to_string()))?;
         let series = [
             (expected, RGBColor(0x8c, 0x95, 0x9f), -0.42),
             (actual, RGBColor(0x0b, 0x5c, 0xad), 0.0),
@@ -144,7 +155,7 @@ pub fn compare(
                     let x0 = i as f64 + offset;
                     Rectangle::new([(x0, 0.0), (x0 + 0.42, v.max(0.0))], colour.filled())
                 }))
-                .map_err(|e| e.to_string())?
+                .map_err(|e| ChartError::Draw(e.to_string()))?
                 .label(name)
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
         }
@@ -154,8 +165,8 @@ pub fn compare(
             .border_style(BLACK)
             .background_style(WHITE)
             .draw()
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
+            .map_err(|e| ChartError::Draw(e.to_string()))?;
+        root.present().map_err(|e| ChartError::Draw(e.to_string()))?;
     }
     let mut alt = format!("{title}.");
     for (i, l) in labels.iter().enumerate() {

@@ -54,13 +54,13 @@ impl AuthSettings {
     /// Checks that `keys` mode names a keys file.
     ///
     /// # Errors
-    /// A message naming the missing key.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`ConfigError::Invalid`] naming the missing key.
+    pub fn validate(&self) -> Result<(), tessera_common::config::ConfigError> {
         match (self.mode, &self.keys_file) {
-            (AuthMode::Keys, None) => Err(
+            (AuthMode::Keys, None) => Err(tessera_common::config::ConfigError::Invalid(
                 "auth.keys_file is required (make one with `tessera-coordinator api-key add`), or set auth.mode = \"none\" to run without authentication (local testing only)"
                     .into(),
-            ),
+            )),
             _ => Ok(()),
         }
     }
@@ -545,6 +545,7 @@ mod tests {
             AuthSettings::default()
                 .validate()
                 .unwrap_err()
+                .to_string()
                 .contains("auth.keys_file")
         );
         let missing = AuthSettings {

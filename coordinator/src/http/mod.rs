@@ -12,6 +12,7 @@
 
 pub mod error;
 mod guard;
+pub mod lifecycle;
 pub mod models;
 mod ops;
 mod score;
@@ -114,7 +115,7 @@ fn new_request_id() -> String {
         Decision,
         Health,
         models::ModelsBody,
-        models::LifecycleBody,
+        lifecycle::LifecycleBody,
         crate::models::ModelSummary,
         crate::models::Activation,
         crate::models::Action,

@@ -1,8 +1,7 @@
 //! The model lifecycle routes (scope `admin`): list the saved models, activate one, roll back
 //! to the previous, set or clear a shadow model, read a model card and the activation log.
-//! Switching happens without restart and atomically for every answer
-//! ([`crate::serving::Serving::switch`]); each action is logged with the client who asked
-//! ([`crate::models`]). Actions are serialised: one at a time per coordinator.
+//! The actions themselves (atomic switch, one at a time, logged with the client who asked)
+//! are in [`super::lifecycle`], shared with the web UI.
 
 use std::sync::Arc;
 
@@ -11,17 +10,17 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::warn;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
+use super::lifecycle::{self, LifecycleBody, load};
 use super::types::ErrorBody;
 use super::{AppState, RequestId};
-use crate::artifact::{self, ArtifactError};
 use crate::auth::Caller;
-use crate::models::{self, Action, Activation, Card, ModelSummary};
+use crate::models::{self, Activation, Card, ModelSummary};
+use crate::serving::ActiveModel;
 use crate::serving::shadow::Report;
-use crate::serving::{ActiveModel, SwitchError};
 
 /// `GET /v1/models`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -34,99 +33,6 @@ pub struct ModelsBody {
     pub shadow: Option<Report>,
     /// The saved models, newest first.
     pub models: Vec<ModelSummary>,
-}
-
-/// Answer of an activation, a rollback or a shadow change.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LifecycleBody {
-    /// What was done.
-    pub action: Action,
-    /// The active model now.
-    pub active: Option<String>,
-    /// The model a rollback returns to now.
-    pub previous: Option<String>,
-    /// The shadow model now.
-    pub shadow: Option<String>,
-}
-
-fn body(state: &AppState, action: Action) -> LifecycleBody {
-    let id = |m: Option<Arc<ActiveModel>>| m.map(|m| m.manifest.model_id.clone());
-    LifecycleBody {
-        action,
-        active: id(state.serving.active()),
-        previous: id(state.serving.previous()),
-        shadow: id(state.serving.shadow()),
-    }
-}
-
-fn artifact_error(e: ArtifactError, request_id: &str) -> ApiError {
-    match e {
-        ArtifactError::NoModel(_) | ArtifactError::InvalidId(_) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "model_not_found",
-            "no saved model with this id",
-            request_id,
-        ),
-        e @ ArtifactError::PartyMismatch { .. } => ApiError::new(
-            StatusCode::CONFLICT,
-            "model_incompatible",
-            e.to_string(),
-            request_id,
-        ),
-        e => {
-            warn!(error = %e, "reading a saved model failed");
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "model_incompatible",
-                "the saved model cannot be read",
-                request_id,
-            )
-        }
-    }
-}
-
-/// Reads saved model `id` (off the async threads: it is a file read and a decode).
-async fn load(state: &AppState, id: &str, request_id: &str) -> Result<ActiveModel, ApiError> {
-    let (dir, id, parties) = (
-        state.model_dir.clone(),
-        id.to_string(),
-        state.serving.parties().to_vec(),
-    );
-    let loaded = tokio::task::spawn_blocking(move || artifact::load(&dir, &id, &parties)).await;
-    match loaded {
-        Ok(Ok((manifest, top))) => Ok(ActiveModel { manifest, top }),
-        Ok(Err(e)) => Err(artifact_error(e, request_id)),
-        Err(_) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "loading the model failed",
-            request_id,
-        )),
-    }
-}
-
-/// Logs an action; a log that cannot be written is an error the caller sees (the action is
-/// done, its record is not).
-fn log_action(state: &AppState, entry: &Activation, request_id: &str) -> Result<(), ApiError> {
-    info!(client = %entry.client, action = ?entry.action, model = ?entry.model_id, previous = ?entry.previous, "model lifecycle");
-    models::record(&state.model_dir, entry).map_err(|e| {
-        warn!(error = %e, "the activation log cannot be written");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "activation_log_failed",
-            "done, but the activation log could not be written",
-            request_id,
-        )
-    })
-}
-
-fn switch_error(e: SwitchError, request_id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "activation_refused",
-        e.to_string(),
-        request_id,
-    )
 }
 
 /// The saved models, the active, previous and shadow models, and the shadow's comparison.
@@ -203,43 +109,8 @@ pub(super) async fn activate(
     Extension(caller): Extension<Arc<Caller>>,
     Path(model_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let b = do_activate(&state, &caller.name, &model_id, &request_id).await?;
+    let b = lifecycle::activate(&state, &caller.name, &model_id, &request_id).await?;
     Ok(axum::Json(b).into_response())
-}
-
-/// Activates saved model `model_id` for `client` (the API's and the UI's way).
-pub(super) async fn do_activate(
-    state: &AppState,
-    client: &str,
-    model_id: &str,
-    request_id: &str,
-) -> Result<LifecycleBody, ApiError> {
-    let (state, request_id, model_id) = (state.clone(), request_id.to_string(), model_id.to_string());
-    let _one_at_a_time = state.lifecycle.lock().await;
-    let model = load(&state, &model_id, &request_id).await?;
-    let before = state.serving.active().map(|m| m.manifest.model_id.clone());
-    if before.as_deref() != Some(model_id.as_str()) {
-        state
-            .serving
-            .switch(model)
-            .await
-            .map_err(|e| switch_error(e, &request_id))?;
-    }
-    artifact::set_current(&state.model_dir, &model_id).map_err(|e| {
-        warn!(error = %e, "CURRENT cannot be written");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "activation_log_failed",
-            "active now, but CURRENT could not be written: a restart would serve the model before",
-            &request_id,
-        )
-    })?;
-    log_action(
-        &state,
-        &Activation::now(client, Action::Activate, Some(model_id), before),
-        &request_id,
-    )?;
-    Ok(body(&state, Action::Activate))
 }
 
 /// Makes the model active before the current one active again (as an activation: every bank
@@ -264,42 +135,8 @@ pub(super) async fn rollback(
     Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(caller): Extension<Arc<Caller>>,
 ) -> Result<Response, ApiError> {
-    let b = do_rollback(&state, &caller.name, &request_id).await?;
+    let b = lifecycle::rollback(&state, &caller.name, &request_id).await?;
     Ok(axum::Json(b).into_response())
-}
-
-/// Rolls back for `client` (the API's and the UI's way).
-pub(super) async fn do_rollback(
-    state: &AppState,
-    client: &str,
-    request_id: &str,
-) -> Result<LifecycleBody, ApiError> {
-    let (state, request_id) = (state.clone(), request_id.to_string());
-    let _one_at_a_time = state.lifecycle.lock().await;
-    let Some(previous) = state.serving.previous() else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_previous_model",
-            "no model was active before this one (since this coordinator started)",
-            &request_id,
-        ));
-    };
-    let before = state.serving.active().map(|m| m.manifest.model_id.clone());
-    let id = previous.manifest.model_id.clone();
-    state
-        .serving
-        .switch_arc(previous)
-        .await
-        .map_err(|e| switch_error(e, &request_id))?;
-    if let Err(e) = artifact::set_current(&state.model_dir, &id) {
-        warn!(error = %e, "CURRENT cannot be written");
-    }
-    log_action(
-        &state,
-        &Activation::now(client, Action::Rollback, Some(id), before),
-        &request_id,
-    )?;
-    Ok(body(&state, Action::Rollback))
 }
 
 /// Sets a saved model as the shadow (challenger): it scores the customers the active model
@@ -327,40 +164,8 @@ pub(super) async fn set_shadow(
     Extension(caller): Extension<Arc<Caller>>,
     Path(model_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let b = do_set_shadow(&state, &caller.name, &model_id, &request_id).await?;
+    let b = lifecycle::set_shadow(&state, &caller.name, &model_id, &request_id).await?;
     Ok(axum::Json(b).into_response())
-}
-
-/// Sets saved model `model_id` as the shadow for `client` (the API's and the UI's way).
-pub(super) async fn do_set_shadow(
-    state: &AppState,
-    client: &str,
-    model_id: &str,
-    request_id: &str,
-) -> Result<LifecycleBody, ApiError> {
-    let (state, request_id, model_id) = (state.clone(), request_id.to_string(), model_id.to_string());
-    let _one_at_a_time = state.lifecycle.lock().await;
-    let model = load(&state, &model_id, &request_id).await?;
-    if state
-        .serving
-        .active()
-        .is_some_and(|a| a.manifest.model_id == model_id)
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "shadow_is_active",
-            "this model is the active one",
-            &request_id,
-        ));
-    }
-    let before = state.serving.shadow().map(|m| m.manifest.model_id.clone());
-    state.serving.set_shadow(Some(model)).await;
-    log_action(
-        &state,
-        &Activation::now(client, Action::Shadow, Some(model_id), before),
-        &request_id,
-    )?;
-    Ok(body(&state, Action::Shadow))
 }
 
 /// Stops shadow scoring.
@@ -382,28 +187,8 @@ pub(super) async fn clear_shadow(
     Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(caller): Extension<Arc<Caller>>,
 ) -> Result<Response, ApiError> {
-    let b = do_clear_shadow(&state, &caller.name, &request_id).await?;
+    let b = lifecycle::clear_shadow(&state, &caller.name, &request_id).await?;
     Ok(axum::Json(b).into_response())
-}
-
-/// Clears the shadow for `client` (the API's and the UI's way).
-pub(super) async fn do_clear_shadow(
-    state: &AppState,
-    client: &str,
-    request_id: &str,
-) -> Result<LifecycleBody, ApiError> {
-    let (state, request_id) = (state.clone(), request_id.to_string());
-    let _one_at_a_time = state.lifecycle.lock().await;
-    let before = state.serving.shadow().map(|m| m.manifest.model_id.clone());
-    if before.is_some() {
-        state.serving.set_shadow(None).await;
-        log_action(
-            &state,
-            &Activation::now(client, Action::ShadowCleared, None, before),
-            &request_id,
-        )?;
-    }
-    Ok(body(&state, Action::ShadowCleared))
 }
 
 /// Query of a model card.

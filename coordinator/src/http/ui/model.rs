@@ -134,7 +134,7 @@ pub(super) async fn registry_view(
 pub(super) async fn lifecycle_answer(
     state: &AppState,
     caller: &Caller,
-    done: Result<super::super::models::LifecycleBody, super::super::error::ApiError>,
+    done: Result<super::super::lifecycle::LifecycleBody, super::super::error::ApiError>,
 ) -> Response {
     match done {
         Ok(_) => Redirect::to("/ui/model").into_response(),
@@ -151,7 +151,7 @@ pub(super) async fn ui_activate(
     Extension(caller): Extension<Arc<Caller>>,
     Path(model_id): Path<String>,
 ) -> Response {
-    let done = super::super::models::do_activate(&state, &caller.name, &model_id, &request_id).await;
+    let done = super::super::lifecycle::activate(&state, &caller.name, &model_id, &request_id).await;
     lifecycle_answer(&state, &caller, done).await
 }
 
@@ -161,7 +161,7 @@ pub(super) async fn ui_shadow(
     Extension(caller): Extension<Arc<Caller>>,
     Path(model_id): Path<String>,
 ) -> Response {
-    let done = super::super::models::do_set_shadow(&state, &caller.name, &model_id, &request_id).await;
+    let done = super::super::lifecycle::set_shadow(&state, &caller.name, &model_id, &request_id).await;
     lifecycle_answer(&state, &caller, done).await
 }
 
@@ -170,7 +170,7 @@ pub(super) async fn ui_rollback(
     Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(caller): Extension<Arc<Caller>>,
 ) -> Response {
-    let done = super::super::models::do_rollback(&state, &caller.name, &request_id).await;
+    let done = super::super::lifecycle::rollback(&state, &caller.name, &request_id).await;
     lifecycle_answer(&state, &caller, done).await
 }
 
@@ -179,7 +179,7 @@ pub(super) async fn ui_clear_shadow(
     Extension(RequestId(request_id)): Extension<RequestId>,
     Extension(caller): Extension<Arc<Caller>>,
 ) -> Response {
-    let done = super::super::models::do_clear_shadow(&state, &caller.name, &request_id).await;
+    let done = super::super::lifecycle::clear_shadow(&state, &caller.name, &request_id).await;
     lifecycle_answer(&state, &caller, done).await
 }
 

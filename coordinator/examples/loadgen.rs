@@ -12,7 +12,8 @@
 //! For the fault tests, `single --answers FILE` also writes one line per scheduled request:
 //! `<Unix time scheduled, ms> <customer id> <HTTP status, 000 for no answer, 999 for shed> <latency ms>
 //! <request id or -> <degraded 0/1> <missing parties, comma-separated, or -> <score or ->
-//! <model version or ->`, and the JSON line counts answers by status.
+//! <model version or -> <error code of an error answer or ->`, and the JSON line counts answers
+//! by status.
 //!
 //! `loadgen --base http://127.0.0.1:8080 --ids ids.txt single --rate 1000 --seconds 10`
 //! `loadgen --base http://127.0.0.1:8080 --ids ids.txt batch --batch 1000 --concurrency 2 --seconds 10`
@@ -85,6 +86,8 @@ struct Answer {
     latency_ms: f64,
     /// From a 200 body: request id, degraded, missing parties, score, model version.
     body: Option<(String, bool, String, i64, String)>,
+    /// From an error body: its `error.code`.
+    error: Option<String>,
 }
 
 fn summary_of(v: &serde_json::Value) -> Option<(String, bool, String, i64, String)> {
@@ -137,6 +140,7 @@ async fn single(
                 status: 999,
                 latency_ms: 0.0,
                 body: None,
+                error: None,
             });
             continue;
         };
@@ -172,6 +176,9 @@ async fn single(
             } else {
                 None
             };
+            let error = v
+                .as_ref()
+                .and_then(|v| v["error"]["code"].as_str().map(String::from));
             let latency_ms = at.elapsed().as_secs_f64() * 1e3;
             let _ = tx.send(Answer {
                 at_ms,
@@ -179,6 +186,7 @@ async fn single(
                 status,
                 latency_ms,
                 body,
+                error,
             });
             drop(permit);
         });
@@ -198,11 +206,12 @@ async fn single(
                 None => ("-", 0, "-", "-".to_string(), "-"),
             };
             out.push_str(&format!(
-                "{:.1} {} {:03} {:.1} {rid} {degraded} {missing} {score} {model}\n",
+                "{:.1} {} {:03} {:.1} {rid} {degraded} {missing} {score} {model} {}\n",
                 start_unix_ms + a.at_ms,
                 a.customer,
                 a.status,
-                a.latency_ms
+                a.latency_ms,
+                a.error.as_deref().unwrap_or("-")
             ));
         }
         std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))?;

@@ -76,6 +76,12 @@ pub struct TransportSettings {
     pub request_timeout_ms: u64,
     /// A training step (forward or backward over a batch) may take longer. Default 30000 ms.
     pub training_timeout_ms: u64,
+    /// While a party is unresponsive (its last request timed out, no answer since), scoring
+    /// requests to it give up after this long, so a dead or frozen party delays answers by
+    /// this much, not by the whole request timeout; a background probe (with the full request
+    /// timeout) clears the mark as soon as the party answers. Training requests are not
+    /// shortened. At most `request_timeout_ms`. Default 250 ms.
+    pub unresponsive_timeout_ms: u64,
     /// A connection with no traffic for this long is closed. Default 10000 ms.
     pub idle_timeout_ms: u64,
     /// Keep-alive interval, well under the idle timeout. Default 2000 ms.
@@ -103,6 +109,7 @@ impl Default for TransportSettings {
             connect_timeout_ms: 5_000,
             request_timeout_ms: 2_000,
             training_timeout_ms: 30_000,
+            unresponsive_timeout_ms: 250,
             idle_timeout_ms: 10_000,
             keep_alive_ms: 2_000,
             reconnect_min_ms: 200,
@@ -134,6 +141,10 @@ impl TransportSettings {
     pub fn training_timeout(&self) -> Duration {
         Duration::from_millis(self.training_timeout_ms)
     }
+    /// [`Self::unresponsive_timeout_ms`] as a duration.
+    pub fn unresponsive_timeout(&self) -> Duration {
+        Duration::from_millis(self.unresponsive_timeout_ms)
+    }
     /// [`Self::idle_timeout_ms`] as a duration.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_millis(self.idle_timeout_ms)
@@ -157,6 +168,7 @@ impl TransportSettings {
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("request_timeout_ms", self.request_timeout_ms),
             ("training_timeout_ms", self.training_timeout_ms),
+            ("unresponsive_timeout_ms", self.unresponsive_timeout_ms),
             ("idle_timeout_ms", self.idle_timeout_ms),
             ("keep_alive_ms", self.keep_alive_ms),
             ("reconnect_min_ms", self.reconnect_min_ms),
@@ -172,6 +184,11 @@ impl TransportSettings {
         if self.keep_alive_ms >= self.idle_timeout_ms {
             return Err(ConfigError::Invalid(
                 "transport.keep_alive_ms must be less than transport.idle_timeout_ms".into(),
+            ));
+        }
+        if self.unresponsive_timeout_ms > self.request_timeout_ms {
+            return Err(ConfigError::Invalid(
+                "transport.unresponsive_timeout_ms must be at most transport.request_timeout_ms".into(),
             ));
         }
         if self.reconnect_max_ms < self.reconnect_min_ms {
@@ -227,6 +244,13 @@ mod tests {
         s.validate().unwrap();
         let bad: TransportSettings = toml::from_str("keep_alive_ms = 20000").unwrap();
         assert!(bad.validate().is_err());
+        let bad: TransportSettings = toml::from_str("unresponsive_timeout_ms = 3000").unwrap();
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("unresponsive_timeout_ms must be at most")
+        );
         assert!(toml::from_str::<TransportSettings>("nonsense = 1").is_err());
     }
 

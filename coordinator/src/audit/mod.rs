@@ -371,6 +371,10 @@ async fn write_batch(pool: &AnyPool, batch: &[Decision]) -> Result<(), sqlx::Err
             sql.push_str(&cols.join(","));
             sql.push(')');
         }
+        // A retried batch whose earlier commit reached the database although its answer did
+        // not (the connection dropped in between) must not fail forever on its own rows:
+        // request ids are unique per decision, so a row already there is this decision.
+        sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
         let mut q = sqlx::query(&sql);
         for d in chunk {
             q = q
@@ -530,6 +534,13 @@ mod tests {
         }
         assert_eq!(got, Some(decision("r1199")));
         assert_eq!(reader.get("nope").await.unwrap(), None);
+        // A batch written again (its first commit reached the database, the answer did not)
+        // is not an error, and adds only the rows not there yet.
+        write_batch(&reader.pool, &[decision("r1199"), decision("again")])
+            .await
+            .unwrap();
+        assert_eq!(reader.get("r1199").await.unwrap(), Some(decision("r1199")));
+        assert_eq!(reader.get("again").await.unwrap(), Some(decision("again")));
         drop(reader);
         task.await.unwrap();
         assert_eq!(m.audit_written.get(), 1200);

@@ -53,9 +53,17 @@ fn serve_http(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     limits: &crate::config::HttpSettings,
+    metrics: &Metrics,
     shutdown: shutdown::Shutdown,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(http::server::serve(listener, app, limits.clone(), shutdown))
+    let refused = metrics.http_connections_refused.clone();
+    tokio::spawn(http::server::serve(
+        listener,
+        app,
+        limits.clone(),
+        refused,
+        shutdown,
+    ))
 }
 
 /// A running coordinator.
@@ -311,11 +319,12 @@ impl Coordinator {
                 l,
                 http::metrics_router(state.clone()),
                 &config.http,
+                &metrics,
                 shutdown.clone(),
             )
         });
         let app = http::router(state, &config.http, config.listen_metrics.is_none());
-        let http_task = serve_http(http_listener, app, &config.http, shutdown.clone());
+        let http_task = serve_http(http_listener, app, &config.http, &metrics, shutdown.clone());
         let keys_task = tokio::spawn(auth.watch(config.auth.clone(), KEYS_POLL, shutdown.clone()));
         let reload_task = tokio::spawn(reload_tls(
             config.clone(),

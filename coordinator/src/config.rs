@@ -102,6 +102,11 @@ pub struct HttpSettings {
     pub max_concurrent: usize,
     /// Most open client connections; more wait in the kernel's accept queue. Default 4,096.
     pub max_connections: usize,
+    /// Most open connections from one client address; more are closed at once (counted in
+    /// `tessera_http_connections_refused_total`). Behind a proxy or load balancer that does not
+    /// keep the client address, every client shares the proxy's: raise it to
+    /// `max_connections` (a value above `max_connections` has the same effect). Default 256.
+    pub max_connections_per_address: usize,
     /// Time for a client to send a request's headers (HTTP/1: also the longest idle time
     /// between keep-alive requests), milliseconds. Default 10,000.
     pub header_timeout_ms: u64,
@@ -118,6 +123,7 @@ impl Default for HttpSettings {
             max_body_bytes: 16 * 1024,
             max_concurrent: 1024,
             max_connections: 4096,
+            max_connections_per_address: 256,
             header_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
@@ -318,6 +324,11 @@ impl CoordinatorConfig {
         {
             return Err(ConfigError::Invalid(
                 "http.max_connections must be 1 to 1,000,000 and http.header_timeout_ms, body_timeout_ms, shutdown_grace_ms positive".into(),
+            ));
+        }
+        if h.max_connections_per_address == 0 {
+            return Err(ConfigError::Invalid(
+                "http.max_connections_per_address must be positive".into(),
             ));
         }
         self.transport.validate()?;

@@ -14,6 +14,9 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     /// HTTP request latency by route.
     pub http_latency: HistogramVec,
+    /// HTTP connections closed at once because their client address had
+    /// `http.max_connections_per_address` open.
+    pub http_connections_refused: IntCounter,
     /// 1 if the party is connected, else 0.
     pub party_connected: IntGaugeVec,
     /// Latency of requests to parties, by party and request kind.
@@ -88,6 +91,10 @@ impl Metrics {
                 &["route", "status"],
             )?,
             http_latency: d.latency_vec("tessera_http_request_duration_seconds", "HTTP request latency", &["route"])?,
+            http_connections_refused: d.counter(
+                "tessera_http_connections_refused_total",
+                "HTTP connections closed at once: their client address had too many open",
+            )?,
             party_connected: d.int_gauge_vec("tessera_party_connected", "1 if the party is connected", &["party"])?,
             party_latency: d.latency_vec(
                 "tessera_party_request_duration_seconds",

@@ -37,6 +37,17 @@ async fn a_client_slow_with_its_headers_or_body_is_cut_off() {
         h.body_timeout_ms = 300;
     })
     .await;
+    // A connection that sends nothing at all: closed after the header time-out too.
+    let mut s = TcpStream::connect(c.http_addr).await.unwrap();
+    let started = Instant::now();
+    let got = read_to_close(&mut s, Duration::from_secs(5)).await;
+    assert!(got.is_some(), "a silent client was not cut off in 5 s");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+
     // Half a request line, then nothing: closed after the header time-out.
     let mut s = TcpStream::connect(c.http_addr).await.unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")

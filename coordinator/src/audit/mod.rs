@@ -6,7 +6,7 @@
 //! Scoring never waits for the database: [`Audit::record`] puts the decision on a bounded
 //! queue and returns. A writer task drains it in batches (one transaction each). If the queue
 //! is full the decision is dropped, counted (`tessera_audit_dropped_total`) and logged, and
-//! `/readyz` reports it for a minute; if the database fails, the writer keeps the batch and
+//! `/readyz` names it for a minute (without becoming unready); if the database fails, the writer keeps the batch and
 //! retries with backoff (the queue absorbs the meanwhile). On shutdown the queue is drained.
 
 use std::path::PathBuf;

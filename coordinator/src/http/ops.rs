@@ -112,10 +112,13 @@ pub(super) async fn healthz() -> impl IntoResponse {
     axum::Json(Health { status: "ok".into() })
 }
 
-/// Whether scoring works now: a model is loaded, at least `scoring.min_parties` parties are
-/// connected with it, and the audit log keeps up. 503 with `reasons` otherwise. A party that is
-/// down makes answers degraded, not the coordinator unready: the body says `degraded` and names
-/// it in `missing_parties`.
+/// Whether scoring works now: a model is loaded and at least `scoring.min_parties` parties are
+/// connected with it. 503 with `reasons` otherwise. A party that is down makes answers
+/// degraded, not the coordinator unready: the body says `degraded` and names it in
+/// `missing_parties`. An audit log that does not keep up (writes failing, or decisions dropped
+/// in the last minute) is named in `reasons` but leaves the coordinator ready: scoring goes on
+/// (the queue absorbs an outage), and every replica shares the database, so taking them all
+/// out of their load balancer would turn a database outage into a scoring outage.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -129,7 +132,6 @@ pub(super) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let mut r = state.serving.readiness();
     if let Some(p) = state.audit.as_ref().and_then(Audit::problem) {
         r.reasons.push(p);
-        r.ready = false;
     }
     let status = if r.ready {
         StatusCode::OK

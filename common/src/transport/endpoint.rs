@@ -82,7 +82,7 @@ fn server_config(
     s: &TransportSettings,
 ) -> Result<quinn::ServerConfig, TransportError> {
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(tls::server_config(material)?));
-    cfg.transport_config(transport_config(s)?);
+    cfg.transport_config(transport_config(s, super::Side::Coordinator)?);
     Ok(cfg)
 }
 
@@ -275,6 +275,6 @@ fn client_config(
     s: &TransportSettings,
 ) -> Result<quinn::ClientConfig, TransportError> {
     let mut cfg = quinn::ClientConfig::new(Arc::new(tls::client_config(material)?));
-    cfg.transport_config(transport_config(s)?);
+    cfg.transport_config(transport_config(s, super::Side::Party)?);
     Ok(cfg)
 }

@@ -153,13 +153,32 @@ impl TransportError {
     }
 }
 
-fn transport_config(s: &TransportSettings) -> Result<Arc<quinn::TransportConfig>, TransportError> {
+/// Who a transport configuration is for: it bounds the streams the *peer* may open.
+#[derive(Clone, Copy)]
+enum Side {
+    /// The coordinator's listener: a party opens only its hello stream, so it may have one
+    /// stream open at a time. More would sit unread in the coordinator's memory (up to a frame
+    /// each).
+    Coordinator,
+    /// A party's dialer: the coordinator opens a stream per request, up to
+    /// `max_concurrent_streams` at once.
+    Party,
+}
+
+fn transport_config(
+    s: &TransportSettings,
+    side: Side,
+) -> Result<Arc<quinn::TransportConfig>, TransportError> {
     let mut t = quinn::TransportConfig::default();
     let idle = IdleTimeout::try_from(s.idle_timeout())
         .map_err(|_| TransportError::Tls("idle timeout out of range".into()))?;
     t.max_idle_timeout(Some(idle));
     t.keep_alive_interval(Some(s.keep_alive()));
-    t.max_concurrent_bidi_streams(VarInt::from_u32(s.max_concurrent_streams));
+    let peer_streams = match side {
+        Side::Coordinator => 1,
+        Side::Party => s.max_concurrent_streams,
+    };
+    t.max_concurrent_bidi_streams(VarInt::from_u32(peer_streams));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
     // A stream must hold one whole frame; the connection a few.
     let stream_window = u64::from(s.max_frame_bytes) + crate::wire::HEADER_LEN as u64;

@@ -6,11 +6,14 @@
 //! nothing); a validated one needs a free handshake slot (at most [`MAX_HANDSHAKES`], at most
 //! [`MAX_HANDSHAKES_PER_ADDRESS`] per IP address) or is refused at once, so a flood can neither
 //! queue up behind the slots nor keep a bank from reconnecting for long (banks retry with
-//! backoff).
+//! backoff); and an address may start at most [`ATTEMPTS_BURST`] validated attempts at once and
+//! [`ATTEMPTS_PER_SECOND`] a second after that (a token bucket), so a reconnect storm from one
+//! address costs the coordinator a bounded number of TLS handshakes per second.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tessera_common::shutdown::Shutdown;
 use tessera_common::transport::{self, Listener};
@@ -23,6 +26,15 @@ pub const MAX_HANDSHAKES: usize = 64;
 /// Most handshakes in progress at once from one IP address.
 pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 4;
 
+/// Validated connection attempts one address may start at once (a bank reconnecting with its
+/// backoff makes one every 200 ms at the most).
+pub const ATTEMPTS_BURST: f64 = 10.0;
+/// Validated connection attempts one address may start per second, beyond the burst.
+pub const ATTEMPTS_PER_SECOND: f64 = 2.0;
+/// Addresses whose attempt rate is remembered; beyond it, idle ones (a full bucket) are
+/// forgotten.
+const MAX_RATE_ENTRIES: usize = 10_000;
+
 /// What to do with a connection attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -34,6 +46,8 @@ pub enum Decision {
     Saturated,
     /// Refuse: this address already has its share of slots.
     TooManyFromAddress,
+    /// Refuse: this address starts attempts faster than [`ATTEMPTS_PER_SECOND`].
+    TooFrequent,
 }
 
 impl Decision {
@@ -44,22 +58,34 @@ impl Decision {
             Decision::Admit => "admitted",
             Decision::Saturated => "saturated",
             Decision::TooManyFromAddress => "per_address",
+            Decision::TooFrequent => "rate",
         }
     }
 }
 
-/// Handshake slots, overall and per IP address (no IO: decided from what an attempt shows).
+/// Handshake slots, overall and per IP address, and each address's attempt rate (no IO:
+/// decided from what an attempt shows and the time).
 #[derive(Debug, Default)]
 pub struct Admission {
     busy: usize,
     per_address: HashMap<IpAddr, usize>,
+    /// Per address: attempts it may still start now (a token bucket), as of when.
+    rate: HashMap<IpAddr, (f64, Instant)>,
 }
 
 impl Admission {
-    /// Decides on an attempt from `ip`; takes a slot when admitting.
+    /// Decides on an attempt from `ip` now; takes a slot when admitting.
     pub fn decide(&mut self, ip: IpAddr, validated: bool) -> Decision {
+        self.decide_at(ip, validated, Instant::now())
+    }
+
+    /// Decides on an attempt from `ip` at `now`; takes a slot when admitting.
+    pub fn decide_at(&mut self, ip: IpAddr, validated: bool, now: Instant) -> Decision {
         if !validated {
             return Decision::Retry;
+        }
+        if !self.take_token(ip, now) {
+            return Decision::TooFrequent;
         }
         if self.busy >= MAX_HANDSHAKES {
             return Decision::Saturated;
@@ -71,6 +97,29 @@ impl Admission {
         *mine += 1;
         self.busy += 1;
         Decision::Admit
+    }
+
+    /// Spends one of `ip`'s attempts, if it has one left at `now`.
+    fn take_token(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.rate.len() >= MAX_RATE_ENTRIES && !self.rate.contains_key(&ip) {
+            self.rate.retain(|_, (tokens, at)| {
+                *tokens + now.saturating_duration_since(*at).as_secs_f64() * ATTEMPTS_PER_SECOND
+                    < ATTEMPTS_BURST
+            });
+            if self.rate.len() >= MAX_RATE_ENTRIES {
+                return false; // that many addresses all busy: a flood
+            }
+        }
+        let (tokens, at) = self.rate.entry(ip).or_insert((ATTEMPTS_BURST, now));
+        let refilled = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * ATTEMPTS_PER_SECOND)
+            .min(ATTEMPTS_BURST);
+        *at = now;
+        if refilled < 1.0 {
+            *tokens = refilled;
+            return false;
+        }
+        *tokens = refilled - 1.0;
+        true
     }
 
     /// Gives back the slot of an admitted attempt from `ip` (its handshake ended).
@@ -118,7 +167,7 @@ pub async fn run(listener: Listener, serving: Arc<Serving>, mut shutdown: Shutdo
                 }
                 continue;
             }
-            Decision::Saturated | Decision::TooManyFromAddress => {
+            Decision::Saturated | Decision::TooManyFromAddress | Decision::TooFrequent => {
                 debug!(%ip, reason = decision.label(), "connection attempt refused");
                 incoming.refuse();
                 continue;
@@ -223,5 +272,57 @@ mod tests {
         let before = a.busy;
         a.done(ip(12345));
         assert_eq!(a.busy, before);
+    }
+
+    #[test]
+    fn an_address_starts_a_burst_of_attempts_then_two_a_second() {
+        let mut a = Admission::default();
+        let (one, other) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        let t0 = Instant::now();
+        let burst = ATTEMPTS_BURST as usize;
+        for _ in 0..burst {
+            assert_eq!(a.decide_at(one, true, t0), Decision::Admit);
+            a.done(one);
+        }
+        assert_eq!(a.decide_at(one, true, t0), Decision::TooFrequent);
+        assert_eq!(
+            a.decide_at(other, true, t0),
+            Decision::Admit,
+            "another address is not affected"
+        );
+        // Unvalidated attempts (retries) spend nothing.
+        assert_eq!(a.decide_at(one, false, t0), Decision::Retry);
+        // Half a second later, one more (2 a second); then none again.
+        let later = t0 + std::time::Duration::from_millis(500);
+        assert_eq!(a.decide_at(one, true, later), Decision::Admit);
+        a.done(one);
+        assert_eq!(a.decide_at(one, true, later), Decision::TooFrequent);
+        // Refused attempts do not push the next allowed one further away.
+        let much_later = t0 + std::time::Duration::from_secs(60);
+        for _ in 0..burst {
+            assert_eq!(a.decide_at(one, true, much_later), Decision::Admit);
+            a.done(one);
+        }
+        assert_eq!(a.decide_at(one, true, much_later), Decision::TooFrequent);
+    }
+
+    #[test]
+    fn the_rate_table_forgets_idle_addresses_and_is_bounded() {
+        let mut a = Admission::default();
+        let t0 = Instant::now();
+        for i in 0..MAX_RATE_ENTRIES as u32 {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            assert_eq!(a.decide_at(ip, true, t0), Decision::Admit);
+            a.done(ip);
+        }
+        assert_eq!(a.rate.len(), MAX_RATE_ENTRIES);
+        // At once, every entry is still spending: a new address is refused, the table stays bounded.
+        let new = IpAddr::from([192, 168, 0, 1]);
+        assert_eq!(a.decide_at(new, true, t0), Decision::TooFrequent);
+        assert_eq!(a.rate.len(), MAX_RATE_ENTRIES);
+        // Once they have refilled, they are forgotten and the new address gets in.
+        let later = t0 + std::time::Duration::from_secs(10);
+        assert_eq!(a.decide_at(new, true, later), Decision::Admit);
+        assert_eq!(a.rate.len(), 1);
     }
 }

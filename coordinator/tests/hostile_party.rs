@@ -262,6 +262,22 @@ async fn a_hostile_bank_degrades_its_own_part_only() {
         .filter(|r| matches!(r, Ok(true)))
         .count();
     assert_eq!(admitted, 0, "a second live bank-b is refused");
+    // 40 attempts at once from one address: beyond the burst, refused before any TLS work.
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rate_refused: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("tessera_quic_handshake_admission_total{decision=\"rate\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(rate_refused >= 1.0, "no attempt of the storm was refused for its rate:\n{metrics}");
     let (status, a, _) = score(&client, &base, "25115").await;
     assert_eq!((status, full(&a)), (200, true), "after the storm: {a}");
     coordinator.shutdown().await;

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub audit_written: IntCounter,
     /// Failed audit write transactions (retried).
     pub audit_write_failures: IntCounter,
+    /// Seconds until each API client's key expires (clients whose key expires only).
+    pub api_key_expiry: IntGaugeVec,
     /// HTTP calls refused by authentication, by reason (`missing`, `unknown`, `expired`,
     /// `forbidden`, `rate_limited`).
     pub auth_refusals: IntCounterVec,
@@ -119,6 +121,11 @@ impl Metrics {
                 "tessera_audit_write_failures_total",
                 "Failed audit write transactions (retried)",
             )?,
+            api_key_expiry: d.int_gauge_vec(
+                "tessera_api_key_expiry_seconds",
+                "Seconds until each API client's key expires (negative: expired)",
+                &["client"],
+            )?,
             auth_refusals: d.counter_vec(
                 "tessera_http_auth_refusals_total",
                 "HTTP calls refused by authentication, by reason",
@@ -197,6 +204,17 @@ impl Metrics {
             own.into_iter()
                 .chain(peers.iter().map(|(p, c)| (p.as_str(), "peer", c))),
         );
+    }
+
+    /// Sets the API key expiry gauges as of `now` (Unix seconds), dropping clients no longer
+    /// listed or whose key no longer expires.
+    pub fn refresh_api_key_expiry(&self, now: i64, expiries: &[(String, i64)]) {
+        self.api_key_expiry.reset();
+        for (client, at) in expiries {
+            self.api_key_expiry
+                .with_label_values(&[client.as_str()])
+                .set(at - now);
+        }
     }
 
     /// Marks `model_id` as the active model in `tessera_model_info` and `tessera_model_loaded`.

@@ -277,7 +277,10 @@ async fn a_hostile_bank_degrades_its_own_part_only() {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
-    assert!(rate_refused >= 1.0, "no attempt of the storm was refused for its rate:\n{metrics}");
+    assert!(
+        rate_refused >= 1.0,
+        "no attempt of the storm was refused for its rate:\n{metrics}"
+    );
     let (status, a, _) = score(&client, &base, "25115").await;
     assert_eq!((status, full(&a)), (200, true), "after the storm: {a}");
     coordinator.shutdown().await;

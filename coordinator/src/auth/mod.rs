@@ -267,6 +267,19 @@ impl Authenticator {
         })
     }
 
+    /// Each admitted client whose key expires, with when (Unix seconds), by client name.
+    pub fn expiries(&self) -> Vec<(String, i64)> {
+        let Ok(table) = self.table.read() else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, i64)> = table
+            .values()
+            .filter_map(|c| c.expires.as_ref().map(|e| (c.name.clone(), e.0)))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The authentication mode.
     pub fn mode(&self) -> AuthMode {
         self.mode
@@ -470,6 +483,23 @@ mod tests {
             "auditor"
         );
         assert!(later.starts_with("20"), "{later}");
+        // What the expiry metric shows: each expiring key by client, expired ones too.
+        let m = crate::metrics::Metrics::new().unwrap();
+        let expiries = a.expiries();
+        assert_eq!(
+            expiries.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+            ["auditor", "scorer"]
+        );
+        m.refresh_api_key_expiry(now, &expiries);
+        let text = m.render();
+        assert!(
+            text.contains("tessera_api_key_expiry_seconds{client=\"auditor\"} 2592000"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tessera_api_key_expiry_seconds{client=\"scorer\"} -86400"),
+            "{text}"
+        );
         // A malformed expiry is refused with the reason; the previous clients stay.
         let mut bad = KeysFile::load(&path).unwrap();
         bad.clients[1].expires_at = Some("next tuesday".into());

@@ -153,6 +153,7 @@ pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
     let own = state.own_cert.read().ok().and_then(|g| g.clone());
     let peers = state.serving.registry().peer_certificates();
     state.metrics.refresh_cert_expiry(now, own.as_ref(), &peers);
+    state.metrics.refresh_api_key_expiry(now, &state.auth.expiries());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -184,15 +184,7 @@ async fn trains_and_scores_over_mutual_tls_quic() {
     assert_eq!(fed.status("/nope").await, 404);
 
     // Metrics count what happened.
-    let text = fed
-        .client
-        .get(format!("{}/metrics", fed.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&fed.client, &format!("{}/metrics", fed.base)).await;
     assert!(
         text.contains("tessera_http_requests_total{route=\"/v1/score\",status=\"200\"} 2"),
         "{text}"

@@ -263,14 +263,7 @@ async fn a_hostile_bank_degrades_its_own_part_only() {
         .count();
     assert_eq!(admitted, 0, "a second live bank-b is refused");
     // 40 attempts at once from one address: beyond the burst, refused before any TLS work.
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, &format!("{base}/metrics")).await;
     let rate_refused: f64 = metrics
         .lines()
         .find(|l| l.starts_with("tessera_quic_handshake_admission_total{decision=\"rate\"}"))

@@ -322,15 +322,7 @@ async fn credit_grade_answers_reasons_batch_audit_and_openapi() {
     );
     let (status, b) = api.get("/v1/decisions/not-a-uuid").await;
     assert_eq!((status, b["error"]["code"].as_str()), (400, Some("bad_request")));
-    let metrics = api
-        .client
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&api.client, &format!("{}/metrics", api.base)).await;
     assert!(metrics.contains("tessera_audit_written_total"), "{metrics}");
     assert!(metrics.contains("tessera_scores_total{outcome=\"ok\"}"));
 

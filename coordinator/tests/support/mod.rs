@@ -306,6 +306,11 @@ impl RunningParty {
 /// Polls `url` until it answers `status` or `within` passes; returns the last status.
 /// Polls `url` (a `/readyz`) until it is 200 with every party contributing (not degraded);
 /// returns whether it got there within `within`.
+/// The body of `GET url` as text (e.g. `/metrics`).
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 pub async fn poll_ready_full(client: &reqwest::Client, url: &str, within: Duration) -> bool {
     let t0 = std::time::Instant::now();
     while t0.elapsed() < within {

@@ -1,11 +1,13 @@
 //! Writes the fuzzers' starting inputs into the directory given: one frame per request kind,
 //! and one stream of an alignment's and a scoring's requests in protocol order.
 
+use std::error::Error;
+
 use tessera_common::wire::{FrameLimits, Message, Request, Traced, encode};
 
-fn main() {
-    let dir = std::env::args().nth(1).expect("usage: seeds DIR");
-    std::fs::create_dir_all(&dir).expect("the seeds directory");
+fn main() -> Result<(), Box<dyn Error>> {
+    let dir = std::env::args().nth(1).ok_or("usage: seeds DIR")?;
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {dir}: {e}"))?;
     let limits = FrameLimits::default();
     let ids = |n: usize| (0..n).map(|i| format!("c{i}")).collect::<Vec<_>>();
     let requests = vec![
@@ -59,8 +61,9 @@ fn main() {
     ];
     let mut stream = Vec::new();
     for (i, r) in requests.iter().enumerate() {
-        let frame = encode(&Message::Request(r.clone()), &limits).expect("a seed encodes");
-        std::fs::write(format!("{dir}/{i:02}-{}", r.kind()), &frame).expect("a seed file");
+        let frame = encode(&Message::Request(r.clone()), &limits)?;
+        let path = format!("{dir}/{i:02}-{}", r.kind());
+        std::fs::write(&path, &frame).map_err(|e| format!("writing {path}: {e}"))?;
         stream.extend_from_slice(&frame);
     }
     let traced = Message::Traced(Traced::new(
@@ -70,6 +73,8 @@ fn main() {
             ids: ids(2),
         },
     ));
-    stream.extend(encode(&traced, &limits).expect("a seed encodes"));
-    std::fs::write(format!("{dir}/99-stream"), &stream).expect("a seed file");
+    stream.extend(encode(&traced, &limits)?);
+    let path = format!("{dir}/99-stream");
+    std::fs::write(&path, &stream).map_err(|e| format!("writing {path}: {e}"))?;
+    Ok(())
 }
